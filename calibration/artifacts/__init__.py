@@ -1,0 +1,1 @@
+"""Shipped calibrated configurations (one folder each), installed as ``dcsim.artifacts``."""
