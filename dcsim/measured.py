@@ -1,0 +1,558 @@
+"""Measured-run loader: GPU power, vLLM engine counters and requests of one run on the 250 ms grid.
+
+A run directory holds ``power.csv`` (nvidia-smi samples, local wall-clock time), ``engine.csv``
+(engine counters, epoch seconds), ``requests.json`` and usually ``manifest.json`` / ``source.txt``.
+``load_run`` puts node power (sum over the run's GPUs) and the running count on one epoch grid:
+
+1. power time → epoch: ``epoch = naive − clock.local_utc_offset_s`` (naive = local date and time read
+   as if UTC). Without a manifest the zone offset is searched in 15-minute steps over ±14 h for the
+   one whose power overlaps the engine log and correlates best with the running count.
+2. the offset is checked by cross-correlating node power with the running count over ±3 s (both
+   high-passed, so load changes set the peak); the best lag within [−1, 2] s, clamped to [0, 2] s,
+   is taken as the power reading's lag behind the running count. H100 readings are a ~1 s moving
+   average and lag more than A100's near-instant ones. On the shared runs the A100 peak sits at
+   −0.1..−0.2 s (the engine's polled count itself trails the work), so it clamps to 0 there.
+3. each GPU is interpolated linearly onto the grid (read at ``t + power_lag_s`` when compensating),
+   NaN where its bracketing samples are more than 3 grid steps apart, then summed.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from dcsim.errors import DcsimInputError
+
+REDUCED_HEADER = ["time_local", "gpu", "power_w"]
+ENGINE_COLUMNS = ["t_epoch_s", "running", "waiting", "prompt_tokens_total", "generation_tokens_total"]
+REQUEST_KEYS = ["request_timestamps", "input_lens", "output_lens", "ttfts"]
+
+MAX_GAP_STEPS = 3            # a grid step bracketed by samples more than this many steps apart is a gap
+FINE_LAG_S = 3.0             # fine lag search: ±3 s ...
+LAG_STEP_S = 0.05            # ... in 50 ms steps
+LAG_RANGE_S = (0.0, 2.0)     # plausible power-meter lag behind the work
+DEFAULT_LAG_S = 0.3          # used when there is nothing to correlate (under 10 s, or no load change)
+AGREE_TOL_S = 1.0            # xcorr agrees with an offset if it peaks within ±1 s of it ...
+AGREE_FRACTION = 0.8         # ... at >= 80% of its best correlation over ±3 s (periodic loads alias)
+HIGH_PASS_S = 2.0            # the lag scan correlates changes faster than ~2 s
+MIN_XCORR_S = 10.0           # shorter overlaps give no lag estimate (DEFAULT_LAG_S is used)
+ZONE_STEP_S = 900            # zone offsets come in 15-minute steps
+ZONE_SPAN_S = 14 * 3600      # ... between UTC−14 h and UTC+14 h
+_DAY_S = 86400
+
+
+@dataclass(frozen=True)
+class EngineSamples:
+    """vLLM engine counters as polled; ``t_s`` in epoch seconds, token counters cumulative."""
+
+    t_s: np.ndarray
+    running: np.ndarray
+    waiting: np.ndarray
+    prompt_tokens_total: np.ndarray
+    generation_tokens_total: np.ndarray
+
+
+@dataclass(frozen=True)
+class RequestLog:
+    """One entry per request: arrival (epoch s), input and output tokens, time to first token (s)."""
+
+    arrival_s: np.ndarray
+    n_in: np.ndarray
+    n_out: np.ndarray
+    ttft_s: np.ndarray
+
+
+@dataclass
+class MeasuredRun:
+    """One measured run on an epoch grid of step ``dt_s`` starting at ``t0_s``.
+
+    ``power_w`` is node power (W, sum over ``n_gpus``), NaN inside sampling gaps; ``running`` is the
+    engine's running-request count (last sample at or before each grid time). ``segments`` are the
+    ``[start, stop)`` index ranges of valid power. ``xcorr_check`` records the cross-correlation:
+    ``best_lag_s`` and ``corr_at_best`` over ±3 s, ``corr_within_1s``, ``offset_consistent`` /
+    ``agrees_with_manifest`` (None when inconclusive or there is no manifest offset), ``lag_source``,
+    ``grid_corr`` (grid power vs running count) and, after a zone search, ``zone_offset_s`` etc.
+    """
+
+    path: Path
+    name: str
+    manifest: dict
+    n_gpus: int
+    is_moe: bool
+    t0_s: float
+    dt_s: float
+    power_w: np.ndarray
+    running: np.ndarray
+    segments: list[tuple[int, int]]
+    engine: EngineSamples
+    requests: RequestLog
+    clock_offset_s: float
+    clock_source: str
+    power_lag_s: float
+    xcorr_check: dict = field(default_factory=dict)
+
+    @property
+    def t_s(self) -> np.ndarray:
+        """Epoch time (s) of every grid step."""
+        return self.t0_s + self.dt_s * np.arange(len(self.power_w))
+
+
+# ----------------------------------------------------------------------------------------------
+# file readers
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    if not path.is_file():
+        raise DcsimInputError(str(path), str(path), "an existing file", problem="file not found")
+    with path.open(newline="") as fh:
+        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    if not rows:
+        raise DcsimInputError(str(path), "", "a CSV file with a header and rows", problem="empty file")
+    header = [c.strip() for c in rows[0]]
+    if len(rows) < 2:
+        raise DcsimInputError(str(path), header, "a CSV file with data rows", problem="no data rows")
+    return header, [[c.strip() for c in r] for r in rows[1:]]
+
+
+def _float(path: Path, column: str, row: int, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise DcsimInputError(f"{path}: {column} (row {row})", text, "a number") from None
+
+
+def _seconds_of_day(path: Path, row: int, text: str) -> float:
+    try:
+        hh, mm, ss = text.split(":")
+        value = int(hh) * 3600 + int(mm) * 60 + float(ss)
+    except ValueError:
+        raise DcsimInputError(f"{path}: time_local (row {row})", text, "a time of day HH:MM:SS.mmm") from None
+    return value
+
+
+def _date_seconds(date: str, where: str) -> float:
+    """Naive seconds of midnight of ``date`` ('YYYY/MM/DD' or 'YYYY-MM-DD'), read as UTC."""
+    try:
+        day = np.datetime64(date.strip()[:10].replace("/", "-"), "D")
+    except ValueError:
+        raise DcsimInputError(where, date, "a date YYYY/MM/DD") from None
+    return float(day.astype("datetime64[s]").astype(np.int64))
+
+
+def _power_format(header: list[str]) -> str:
+    if header == REDUCED_HEADER:
+        return "reduced"
+    names = [h.lower() for h in header]
+    if "timestamp" in names and "index" in names and any(n.startswith("power.draw") for n in names):
+        return "nvidia-smi"
+    return "unknown"
+
+
+def read_power_csv(path: str | Path, date: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read ``power.csv`` in either format, detected by its header; rows in file order.
+
+    Returns ``(t_naive_s, gpu, power_w)``: naive seconds (local date and time read as if UTC), GPU
+    index, power in W. The reduced format (``time_local,gpu,power_w``) holds only the time of day:
+    ``date`` ('YYYY/MM/DD') supplies the day (without it the first row is on 1970-01-01) and a time
+    jumping back by more than 12 h is a midnight rollover. The raw nvidia-smi format (``timestamp,
+    index, power.draw [W]``) carries its dates; ``[N/A]``-like values are missing and dropped.
+    """
+    path = Path(path)
+    header, rows = _read_rows(path)
+    kind = _power_format(header)
+    if kind == "unknown":
+        raise DcsimInputError(f"{path}: header", ",".join(header),
+                              "'time_local,gpu,power_w' or nvidia-smi 'timestamp, index, power.draw [W]'")
+    if kind == "reduced":
+        t, gpu, power = _read_reduced(path, rows, date)
+    else:
+        t, gpu, power = _read_nvidia_smi(path, header, rows)
+    bad = np.flatnonzero(~np.isfinite(power) | (power < 0))
+    if bad.size:
+        i = int(bad[0])
+        raise DcsimInputError(f"{path}: power (row {i + 2})", float(power[i]), "a finite power >= 0 W")
+    return t, gpu, power
+
+
+def _read_reduced(path: Path, rows: list[list[str]], date: str | None):
+    tod, gpu, power = [], [], []
+    for i, r in enumerate(rows, start=2):
+        if len(r) != 3:
+            raise DcsimInputError(f"{path}: row {i}", ",".join(r), "3 fields: time_local,gpu,power_w")
+        tod.append(_seconds_of_day(path, i, r[0]))
+        gpu.append(_float(path, "gpu", i, r[1]))
+        power.append(_float(path, "power_w", i, r[2]))
+    t = np.asarray(tod)
+    rollover = np.concatenate([[0], np.cumsum(np.diff(t) < -_DAY_S / 2)])
+    base = _date_seconds(date, f"{path}: date of time_local") if date else 0.0
+    return base + t + _DAY_S * rollover, np.asarray(gpu, dtype=int), np.asarray(power)
+
+
+_MISSING = {"[n/a]", "n/a", "[not supported]", "[unknown error]", "[gpu is lost]", ""}
+
+
+def _read_nvidia_smi(path: Path, header: list[str], rows: list[list[str]]):
+    names = [h.lower() for h in header]
+    it, ig = names.index("timestamp"), names.index("index")
+    ip = next(k for k, n in enumerate(names) if n.startswith("power.draw"))
+    stamps, gpu, power = [], [], []
+    n_missing = 0
+    for i, r in enumerate(rows, start=2):
+        if len(r) != len(header):
+            raise DcsimInputError(f"{path}: row {i}", ",".join(r), f"{len(header)} fields as in the header")
+        value = r[ip].lower().removesuffix("w").strip()
+        if value in _MISSING:
+            n_missing += 1
+            continue
+        stamps.append(r[it].replace("/", "-").replace(" ", "T", 1))
+        gpu.append(_float(path, "index", i, r[ig]))
+        power.append(_float(path, "power.draw", i, value))
+    if not power:
+        raise DcsimInputError(f"{path}: power.draw", f"{n_missing} of {len(rows)} rows missing",
+                              "at least one numeric power reading", problem="every power value is missing")
+    try:
+        t = np.array(stamps, dtype="datetime64[ms]").astype(np.int64) / 1000.0
+    except ValueError:
+        raise DcsimInputError(f"{path}: timestamp", stamps[0], "'YYYY/MM/DD HH:MM:SS.mmm'") from None
+    return t, np.asarray(gpu, dtype=int), np.asarray(power)
+
+
+def read_engine_csv(path: str | Path) -> EngineSamples:
+    """Read ``engine.csv`` (columns ``t_epoch_s,running,waiting,prompt_tokens_total,generation_tokens_total``)."""
+    path = Path(path)
+    header, rows = _read_rows(path)
+    missing = [c for c in ENGINE_COLUMNS if c not in header]
+    if missing:
+        raise DcsimInputError(f"{path}: header", ",".join(header), ",".join(ENGINE_COLUMNS),
+                              problem=f"missing column {missing[0]}")
+    cols = {c: header.index(c) for c in ENGINE_COLUMNS}
+    data = np.empty((len(rows), len(ENGINE_COLUMNS)))
+    for i, r in enumerate(rows):
+        for j, c in enumerate(ENGINE_COLUMNS):
+            text = r[cols[c]] if cols[c] < len(r) else ""
+            data[i, j] = _float(path, c, i + 2, text)
+    bad = np.argwhere(~np.isfinite(data))
+    if bad.size:
+        i, j = bad[0]
+        raise DcsimInputError(f"{path}: {ENGINE_COLUMNS[j]} (row {i + 2})", float(data[i, j]), "a finite number")
+    data = data[np.argsort(data[:, 0], kind="stable")]
+    return EngineSamples(*(data[:, j].copy() for j in range(len(ENGINE_COLUMNS))))
+
+
+def read_requests_json(path: str | Path) -> RequestLog:
+    """Read ``requests.json``: equal-length lists under ``request_timestamps, input_lens, output_lens, ttfts``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DcsimInputError(str(path), str(path), "an existing file", problem="file not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DcsimInputError(str(path), str(exc), "valid JSON", problem="not JSON") from None
+    if not isinstance(data, dict):
+        raise DcsimInputError(str(path), type(data).__name__, f"an object with keys {REQUEST_KEYS}")
+    for key in REQUEST_KEYS:
+        if key not in data:
+            raise DcsimInputError(f"{path}: {key}", "<missing>", "a list, one entry per request",
+                                  problem="missing key")
+        if not isinstance(data[key], list):
+            raise DcsimInputError(f"{path}: {key}", type(data[key]).__name__, "a list, one entry per request")
+    lengths = {k: len(data[k]) for k in REQUEST_KEYS}
+    if len(set(lengths.values())) > 1:
+        raise DcsimInputError(f"{path}: {', '.join(REQUEST_KEYS)}", lengths, "lists of equal length")
+
+    def column(key: str, allow_none: bool) -> np.ndarray:
+        values = [math.nan if (v is None and allow_none) else v for v in data[key]]
+        try:
+            arr = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            raise DcsimInputError(f"{path}: {key}", next(v for v in values if not isinstance(v, (int, float))),
+                                  "numbers") from None
+        if arr.ndim != 1 or (not allow_none and not np.all(np.isfinite(arr))):
+            raise DcsimInputError(f"{path}: {key}", "non-finite or nested values", "finite numbers")
+        return arr
+
+    n_in, n_out = column("input_lens", False), column("output_lens", False)
+    for key, arr in (("input_lens", n_in), ("output_lens", n_out)):
+        if np.any(arr < 0) or np.any(arr != np.round(arr)):
+            raise DcsimInputError(f"{path}: {key}", "negative or fractional token counts", "integers >= 0")
+    return RequestLog(column("request_timestamps", False), n_in.astype(np.int64), n_out.astype(np.int64),
+                      column("ttfts", True))
+
+
+def _read_manifest(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DcsimInputError(str(path), str(exc), "valid JSON", problem="not JSON") from None
+    if not isinstance(manifest, dict):
+        raise DcsimInputError(str(path), type(manifest).__name__, "a JSON object")
+    return manifest
+
+
+def _source_date(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "power_date" and value.strip():
+            return value.strip()
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# signals on a grid
+
+
+def gpu_power_at(t_s: np.ndarray, power_w: np.ndarray, x_s: np.ndarray, max_gap_s: float) -> np.ndarray:
+    """One GPU's power interpolated linearly at ``x_s``; NaN outside its samples or where the two
+    samples around a point are more than ``max_gap_s`` apart (unless the point is a sample)."""
+    i = np.searchsorted(t_s, x_s, side="right")
+    inside = (i > 0) & (i < len(t_s))
+    left = t_s[np.clip(i - 1, 0, len(t_s) - 1)]
+    right = t_s[np.clip(i, 0, len(t_s) - 1)]
+    ok = inside & ((right - left <= max_gap_s) | (x_s == left))
+    ok |= (i == len(t_s)) & (x_s == t_s[-1])
+    return np.where(ok, np.interp(x_s, t_s, power_w), np.nan)
+
+
+def node_power_at(gpus: list[tuple[np.ndarray, np.ndarray]], x_s: np.ndarray, max_gap_s: float) -> np.ndarray:
+    """Node power at ``x_s``: each GPU interpolated separately, then summed (NaN if any GPU is)."""
+    return np.sum([gpu_power_at(t, p, x_s, max_gap_s) for t, p in gpus], axis=0)
+
+
+def step_at(t_s: np.ndarray, values: np.ndarray, x_s: np.ndarray) -> np.ndarray:
+    """Last value at or before each ``x_s``; NaN before the first and after the last sample."""
+    i = np.searchsorted(t_s, x_s, side="right") - 1
+    ok = (i >= 0) & (x_s <= t_s[-1])
+    return np.where(ok, values[np.clip(i, 0, len(values) - 1)], np.nan)
+
+
+def segments_of(valid: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` index ranges where ``valid`` is True."""
+    edges = np.diff(np.concatenate([[0], valid.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation over the points where both are finite (NaN if under 3 or constant)."""
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return math.nan
+    a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
+    denom = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / denom if denom > 0 else math.nan
+
+
+def high_pass(v: np.ndarray, width: int) -> np.ndarray:
+    """``v`` minus its centred moving average over ``width`` (odd) steps; NaN where the window is not full."""
+    ok = np.isfinite(v)
+    kernel = np.ones(width)
+    total = np.convolve(np.where(ok, v, 0.0), kernel, "same")
+    count = np.convolve(ok.astype(float), kernel, "same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = v - total / count
+    out[count < width] = np.nan
+    return out
+
+
+def lag_scan(power_at: Callable[[np.ndarray], np.ndarray], engine: EngineSamples, x_s: np.ndarray,
+             lags_s: np.ndarray, dt_s: float) -> np.ndarray:
+    """Correlation of power read at ``x_s + lag`` with the running count at ``x_s``, per lag.
+
+    Both signals are high-passed (a 2 s moving average removed) so the peak is set by load changes,
+    not by slow drifts; the running count is interpolated linearly between polls here (the held
+    count would trail each poll by half an interval and bias the lag).
+    """
+    width = 2 * int(round(HIGH_PASS_S / dt_s / 2)) + 1
+    inside = (x_s >= engine.t_s[0]) & (x_s <= engine.t_s[-1])
+    running = high_pass(np.where(inside, np.interp(x_s, engine.t_s, engine.running), np.nan), width)
+    return np.array([_corr(high_pass(power_at(x_s + lag), width), running) for lag in lags_s])
+
+
+# ----------------------------------------------------------------------------------------------
+# the loader
+
+Gpus = list[tuple[np.ndarray, np.ndarray]]   # per GPU: (sample times s, power W), times increasing
+
+
+def _per_gpu(t_s: np.ndarray, gpu: np.ndarray, power_w: np.ndarray) -> Gpus:
+    """Per-GPU (time, power) sorted by time, duplicate timestamps dropped (the later row wins)."""
+    out = []
+    for g in np.unique(gpu):
+        t, p = t_s[gpu == g], power_w[gpu == g]
+        order = np.argsort(t, kind="stable")
+        t, p = t[order], p[order]
+        keep = np.concatenate([t[1:] != t[:-1], [True]])
+        out.append((t[keep], p[keep]))
+    return out
+
+
+def _shift(gpus: Gpus, by_s: float) -> Gpus:
+    return [(t + by_s, p) for t, p in gpus]
+
+
+def _overlap_grid(gpus: Gpus, engine: EngineSamples, dt_s: float) -> np.ndarray:
+    """Epoch grid (multiples of ``dt_s``) inside the span every GPU and the engine log cover."""
+    lo = max([t[0] for t, _ in gpus] + [engine.t_s[0]])
+    hi = min([t[-1] for t, _ in gpus] + [engine.t_s[-1]])
+    start = math.ceil(lo / dt_s - 1e-9) * dt_s
+    n = int(math.floor((hi - start) / dt_s + 1e-9)) + 1 if hi >= start else 0
+    return start + dt_s * np.arange(n)
+
+
+def _scan(gpus: Gpus, engine: EngineSamples, lags_s: np.ndarray, dt_s: float) -> tuple[np.ndarray, float]:
+    """Lag-scan correlations for epoch-timed ``gpus`` and the overlap length (s) they were computed on."""
+    x = _overlap_grid(gpus, engine, dt_s)
+    if x.size * dt_s < MIN_XCORR_S:
+        return np.full(len(lags_s), np.nan), x.size * dt_s
+    corr = lag_scan(lambda xs: node_power_at(gpus, xs, MAX_GAP_STEPS * dt_s), engine, x, lags_s, dt_s)
+    return corr, x.size * dt_s
+
+
+def _search_zone(gpus: Gpus, engine: EngineSamples, span_s: int, dt_s: float) -> dict:
+    """Zone offset (a multiple of 15 min within ±span_s) whose power overlaps the engine log and
+    correlates best with the running count (lags 0..2 s at grid resolution); else the longest overlap."""
+    coarse = np.arange(LAG_RANGE_S[0], LAG_RANGE_S[1] + 1e-9, dt_s)
+    scored = []
+    for offset in range(-span_s, span_s + 1, ZONE_STEP_S):
+        shifted = _shift(gpus, offset)
+        if _overlap_grid(shifted, engine, dt_s).size < 2:
+            continue
+        corr, overlap_s = _scan(shifted, engine, coarse, dt_s)
+        best = float(np.nanmax(corr)) if np.any(np.isfinite(corr)) else -math.inf
+        scored.append((best, overlap_s, offset))
+    if not scored:
+        return {}
+    scored.sort(reverse=True)
+    return {"zone_offset_s": float(scored[0][2]),
+            "zone_corr": scored[0][0] if math.isfinite(scored[0][0]) else None,
+            "zone_candidates_overlapping": len(scored),
+            "runner_up_corr": (scored[1][0] if math.isfinite(scored[1][0]) else None) if len(scored) > 1 else None}
+
+
+def _fine_check(gpus: Gpus, engine: EngineSamples, dt_s: float) -> dict:
+    """Lag scan over ±3 s for epoch-timed ``gpus``: best lag, whether the offset holds, the power lag."""
+    lags = np.round(np.arange(-FINE_LAG_S, FINE_LAG_S + LAG_STEP_S / 2, LAG_STEP_S), 2)
+    corr, overlap_s = _scan(gpus, engine, lags, dt_s)
+    check: dict[str, Any] = {"overlap_s": overlap_s, "lags_searched_s": [-FINE_LAG_S, FINE_LAG_S, LAG_STEP_S]}
+    if not np.any(np.isfinite(corr)):
+        why = (f"overlap {overlap_s:.1f} s < {MIN_XCORR_S:.0f} s" if overlap_s < MIN_XCORR_S
+               else "running count or power never changes")
+        return check | {"best_lag_s": None, "corr_at_best": None, "corr_within_1s": None,
+                        "lag_estimate_s": None, "note": f"no cross-correlation: {why}"}
+    c = np.nan_to_num(corr, nan=-np.inf)
+    k = int(np.argmax(c))
+    near = np.abs(lags) <= AGREE_TOL_S
+    window = (lags >= LAG_RANGE_S[0] - AGREE_TOL_S) & (lags <= LAG_RANGE_S[1])
+    k_lag = int(np.flatnonzero(window)[np.argmax(c[window])])
+    best, within = float(corr[k]), float(np.max(c[near]))
+    consistent: bool | None = bool(best > 0 and within >= AGREE_FRACTION * best)
+    period = _running_period(engine, _overlap_grid(gpus, engine, dt_s), dt_s)
+    if not consistent and period is not None:
+        consistent = None
+        check["note"] = f"inconclusive: the running count repeats every ~{period:.2f} s, so lags alias"
+    return check | {
+        "best_lag_s": float(lags[k]) + 0.0, "corr_at_best": best, "corr_within_1s": within,
+        "offset_consistent": consistent, "running_period_s": period, "lag_estimate_s": float(lags[k_lag]) + 0.0,
+    }
+
+
+def _running_period(engine: EngineSamples, x_s: np.ndarray, dt_s: float) -> float | None:
+    """Lag in 0.75..3 s at which the (high-passed) running count resembles itself more than one step
+    later, i.e. a periodic load (e.g. arrivals planned on whole seconds); None if there is none."""
+    width = 2 * int(round(HIGH_PASS_S / dt_s / 2)) + 1
+    running = high_pass(np.interp(x_s, engine.t_s, engine.running), width)
+    steps = np.arange(1, int(round(FINE_LAG_S / dt_s)) + 1)
+    ac = np.array([_corr(running[k:], running[:-k]) for k in steps])
+    far = steps * dt_s >= MAX_GAP_STEPS * dt_s
+    if not np.any(np.isfinite(ac[far])) or not np.isfinite(ac[0]):
+        return None
+    k = int(np.nanargmax(np.where(far, ac, np.nan)))
+    return float(steps[k] * dt_s) if ac[k] > ac[0] else None
+
+
+def load_run(path: str | Path, dt_s: float = 0.25, compensate_lag: bool = True) -> MeasuredRun:
+    """Load one run directory onto the ``dt_s`` epoch grid spanning the power/engine overlap.
+
+    The clock offset comes from the manifest (``clock.local_utc_offset_s``) or, without one, from a
+    zone search; either way it is checked by cross-correlation (``xcorr_check``). With
+    ``compensate_lag`` power is read ``power_lag_s`` later than each grid time, lining it up with the work.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise DcsimInputError(str(path), str(path), "a run directory with power.csv, engine.csv, requests.json",
+                              problem="directory not found")
+    if not (isinstance(dt_s, (int, float)) and math.isfinite(dt_s) and dt_s > 0):
+        raise DcsimInputError("dt_s", dt_s, "a positive number of seconds")
+    manifest = _read_manifest(path / "manifest.json")
+    clock = manifest.get("clock") if isinstance(manifest.get("clock"), dict) else {}
+    power_file, engine_file = path / "power.csv", path / "engine.csv"
+    date = clock.get("power_first_timestamp") or _source_date(path / "source.txt")
+    header, _ = _read_rows(power_file)
+    file_has_dates = _power_format(header) == "nvidia-smi"
+    t_naive, gpu, power = read_power_csv(power_file, date)
+    engine = read_engine_csv(engine_file)
+    requests = read_requests_json(path / "requests.json")
+
+    n_gpus = int(np.unique(gpu).size)
+    tp = manifest.get("tp")
+    if isinstance(tp, int) and tp != n_gpus:
+        raise DcsimInputError(f"{power_file}: gpu", sorted(set(gpu.tolist())), f"{tp} GPUs (manifest tp)",
+                              problem="GPU count differs from the manifest's tensor-parallel degree")
+
+    no_overlap = DcsimInputError(f"{power_file} / {engine_file}", "disjoint time spans",
+                                 "power and engine logs covering the same time", problem="no time overlap")
+    check: dict[str, Any] = {"manifest_offset_s": None}
+    if isinstance(clock.get("local_utc_offset_s"), (int, float)):
+        offset, source = -float(clock["local_utc_offset_s"]), "manifest"
+        check["manifest_offset_s"] = offset
+    else:
+        span = ZONE_SPAN_S
+        if not (file_has_dates or date):   # no date anywhere: read the times on the engine's UTC day
+            t_naive = t_naive + _date_seconds(str(np.datetime64(int(engine.t_s[0]), "s")), str(engine_file))
+            span += _DAY_S
+        zone = _search_zone(_per_gpu(t_naive, gpu, power), engine, span, dt_s)
+        if not zone:
+            raise no_overlap
+        offset = zone["zone_offset_s"]
+        days = round(offset / _DAY_S) if abs(offset) > ZONE_SPAN_S else 0
+        if days:                           # the assumed day was off: keep the offset a zone offset
+            t_naive, offset = t_naive + days * _DAY_S, offset - days * _DAY_S
+            zone["zone_offset_s"], zone["date_shifted_days"] = offset, days
+        check.update(zone)
+        source = "nvidia-smi" if file_has_dates else "xcorr"
+    gpus = _shift(_per_gpu(t_naive, gpu, power), offset)
+    if _overlap_grid(gpus, engine, dt_s).size < 2:
+        raise no_overlap
+
+    check.update(_fine_check(gpus, engine, dt_s))
+    if check["lag_estimate_s"] is None:
+        lag, check["lag_source"] = DEFAULT_LAG_S, "default"
+    else:
+        lag = round(float(np.clip(round(check["lag_estimate_s"] / LAG_STEP_S) * LAG_STEP_S, *LAG_RANGE_S)), 2)
+        check["lag_source"] = "xcorr"
+    check["agrees_with_manifest"] = check.get("offset_consistent") if source == "manifest" else None
+
+    read_at = _shift(gpus, -lag) if compensate_lag else gpus
+    x = _overlap_grid(read_at, engine, dt_s)
+    if x.size < 2:
+        raise no_overlap
+    power_w = node_power_at(read_at, x, MAX_GAP_STEPS * dt_s)
+    running = step_at(engine.t_s, engine.running, x)
+    check["grid_corr"] = _corr(power_w, running)
+    arch = manifest.get("arch") if isinstance(manifest.get("arch"), dict) else {}
+    n_experts = arch.get("n_experts")
+    return MeasuredRun(
+        path=path, name=f"{path.parent.name}/{path.name}", manifest=manifest, n_gpus=n_gpus,
+        is_moe=isinstance(n_experts, (int, float)) and n_experts > 1, t0_s=float(x[0]), dt_s=float(dt_s),
+        power_w=power_w, running=running, segments=segments_of(np.isfinite(power_w)),
+        engine=engine, requests=requests, clock_offset_s=float(offset), clock_source=source,
+        power_lag_s=lag, xcorr_check=check,
+    )

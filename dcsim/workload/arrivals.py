@@ -1,0 +1,643 @@
+"""Request arrivals: when each request comes and how long its prompt and output are (paper step 1).
+
+One small abstract base, :class:`ArrivalProcess`, with one method ``sample(duration_s, rng)`` that
+returns a :class:`Requests` schedule {(t_i, n_in_i, n_out_i)}. Built-ins:
+
+- :class:`Poisson` — constant rate λ;
+- :class:`RateProfile` — time-varying λ(t) (a piecewise-constant table, a diurnal cosine, or a
+  per-minute count file such as the shipped Azure 2024 code day), sampled by thinning;
+- :class:`TraceReplay` — replay of a request-level trace with a random time offset and wrap-around.
+
+Across servers: give each server its own draw (independent), or draw once for the hall and split it
+with :func:`split_shared` (shared intensity: each server is a 1/N thinning of one λ(t)).
+A user's own process, named ``"module:Class"`` in a scenario, is loaded by :func:`load_plugin`.
+
+>>> from dcsim.workload.tokens import FixedTokens
+>>> reqs = Poisson(2.0, FixedTokens(100, 20)).sample(60.0, np.random.default_rng(1))
+>>> bool(np.all(np.diff(reqs.arrival_s) >= 0)), int(reqs.n_out[0])
+(True, 20)
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import math
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from dcsim.errors import DcsimInputError
+from dcsim.workload.tokens import EmpiricalTokens, TokenSource, read_csv_table, token_columns
+
+__all__ = ["Requests", "ArrivalProcess", "Poisson", "RateProfile", "TraceReplay", "thin", "split_shared",
+           "load_plugin"]
+
+
+# --------------------------------------------------------------------------------------------- schedule
+
+@dataclass(frozen=True, eq=False)
+class Requests:
+    """An arrival schedule: one entry per request, sorted by arrival time.
+
+    ``arrival_s`` are seconds from scenario start (float64, non-decreasing); ``n_in`` and ``n_out``
+    are prompt and output tokens (int64, >= 1).
+    """
+
+    arrival_s: np.ndarray
+    n_in: np.ndarray
+    n_out: np.ndarray
+
+    def __post_init__(self) -> None:
+        t = np.asarray(self.arrival_s, dtype=np.float64).reshape(-1)
+        n_in = np.asarray(self.n_in).reshape(-1)
+        n_out = np.asarray(self.n_out).reshape(-1)
+        if not (len(t) == len(n_in) == len(n_out)):
+            raise DcsimInputError("Requests", f"lengths {len(t)}, {len(n_in)}, {len(n_out)}",
+                                  "arrival_s, n_in and n_out of equal length")
+        if len(t) and (not np.all(np.isfinite(t)) or np.any(np.diff(t) < 0)):
+            raise DcsimInputError("Requests.arrival_s", "unsorted or non-finite times",
+                                  "finite seconds, sorted ascending")
+        for name, v in (("n_in", n_in), ("n_out", n_out)):
+            if len(v) and (not np.issubdtype(v.dtype, np.number) or np.any(v < 1) or np.any(v != np.round(v))):
+                raise DcsimInputError(f"Requests.{name}", "values < 1 or non-integer", "integer token counts >= 1")
+        object.__setattr__(self, "arrival_s", t)
+        object.__setattr__(self, "n_in", n_in.astype(np.int64, copy=False))
+        object.__setattr__(self, "n_out", n_out.astype(np.int64, copy=False))
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+    def slice(self, mask_or_index: np.ndarray | slice) -> Requests:
+        """The requests selected by a boolean mask, an ascending index array or a slice."""
+        return Requests(self.arrival_s[mask_or_index], self.n_in[mask_or_index], self.n_out[mask_or_index])
+
+    @staticmethod
+    def empty() -> Requests:
+        return Requests(np.empty(0), np.empty(0, np.int64), np.empty(0, np.int64))
+
+    @staticmethod
+    def concat(parts: Sequence[Requests]) -> Requests:
+        """Merge schedules into one, sorted by arrival time (stable: ties keep the order of ``parts``)."""
+        if not parts:
+            return Requests.empty()
+        t = np.concatenate([p.arrival_s for p in parts])
+        order = np.argsort(t, kind="stable")
+        return Requests(t[order], np.concatenate([p.n_in for p in parts])[order],
+                        np.concatenate([p.n_out for p in parts])[order])
+
+
+# ------------------------------------------------------------------------------------------ validators
+
+def _class_spec(obj: object) -> str:
+    return f"{type(obj).__module__}:{type(obj).__qualname__}"
+
+
+def _number(where: str, value: Any, allowed: str, low: float = 0.0, low_open: bool = False,
+            high: float = math.inf, high_open: bool = True) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise DcsimInputError(where, value, allowed) from None
+    if isinstance(value, bool) or not math.isfinite(v) or v < low or (low_open and v == low) \
+            or v > high or (high_open and v == high):
+        raise DcsimInputError(where, value, allowed)
+    return v
+
+
+def _duration(duration_s: Any) -> float:
+    return _number("duration_s", duration_s, "a finite number of seconds >= 0")
+
+
+def _rate_scale(rate_scale: Any) -> float:
+    return _number("rate_scale", rate_scale, "a finite factor > 0", low_open=True)
+
+
+def _tokens(tokens: Any) -> TokenSource:
+    if not isinstance(tokens, TokenSource):
+        raise DcsimInputError("tokens", type(tokens).__name__, "a dcsim.workload.tokens.TokenSource")
+    return tokens
+
+
+def _rate_array(where: str, rates: Any) -> np.ndarray:
+    r = np.asarray(rates, dtype=np.float64).reshape(-1)
+    bad = ~np.isfinite(r) | (r < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DcsimInputError(f"{where}[{i}]", float(r[i]), "a finite rate >= 0 requests per second",
+                              "negative or NaN rate")
+    return r
+
+
+# ----------------------------------------------------------------------------------------- the base
+
+class ArrivalProcess(ABC):
+    """Where requests come from. Subclass it and implement :meth:`sample`.
+
+    Built-ins take ``rate_scale``: a factor on the intensity (for a replay, it compresses time).
+    """
+
+    @abstractmethod
+    def sample(self, duration_s: float, rng: np.random.Generator) -> Requests:
+        """Draw the requests arriving in ``[0, duration_s)`` seconds, every draw from ``rng``."""
+
+    def rate_per_s(self, t_s: np.ndarray) -> np.ndarray:
+        """The intensity λ(t) in requests per second at scenario times ``t_s``, when the process has one."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form intensity")
+
+    def config(self) -> dict[str, Any]:
+        """Static self-description for run metadata."""
+        return {"class": _class_spec(self)}
+
+
+class Poisson(ArrivalProcess):
+    """Homogeneous Poisson arrivals at ``rate_per_s × rate_scale`` requests per second.
+
+    The count in ``[0, T)`` is Poisson(λT) and the times are its sorted uniform order statistics
+    (the same law as cumulated exponential gaps of mean 1/λ).
+    """
+
+    def __init__(self, rate_per_s: float, tokens: TokenSource, rate_scale: float = 1.0) -> None:
+        self.base_rate_per_s = _number("rate_per_s", rate_per_s, "a finite rate >= 0 requests per second")
+        self.tokens = _tokens(tokens)
+        self.rate_scale = _rate_scale(rate_scale)
+
+    def sample(self, duration_s: float, rng: np.random.Generator) -> Requests:
+        d = _duration(duration_s)
+        n = int(rng.poisson(self.base_rate_per_s * self.rate_scale * d))
+        t = np.sort(rng.uniform(0.0, d, size=n))
+        n_in, n_out = self.tokens.sample(n, rng)
+        return Requests(t, n_in, n_out)
+
+    def rate_per_s(self, t_s: np.ndarray) -> np.ndarray:
+        return np.full(np.shape(t_s), self.base_rate_per_s * self.rate_scale)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "rate_per_s": self.base_rate_per_s, "rate_scale": self.rate_scale,
+                "tokens": self.tokens.config()}
+
+
+# ------------------------------------------------------------------------------------- rate profiles
+
+_DAY_S = 86400.0
+
+
+class RateProfile(ArrivalProcess):
+    """Time-varying Poisson arrivals λ(t), sampled by Lewis–Shedler thinning.
+
+    Build it with one of the constructors:
+
+    - :meth:`table` — piecewise constant: ``rates_per_s[i]`` on ``[times_s[i], times_s[i+1])``; the
+      last rate holds for ever, or the table repeats every ``period_s`` seconds.
+    - :meth:`diurnal` — ``λ(t) = mean_rate_per_s·(1 + amplitude·cos(2π(h − peak_hour)/24))`` with
+      ``h`` the hour of day, ``amplitude`` in [0, 1).
+    - :meth:`from_minute_counts` — a per-minute count file (columns ``minute_of_day, requests`` and
+      either per-minute token sums ``context_tokens, generated_tokens`` as in the Azure 2024 code
+      day, or means ``mean_context_tokens, mean_generated_tokens`` as in the shipped copy). The rate
+      in minute m is ``requests_m / 60``, so arrivals within each minute are Poisson and the expected
+      count per minute equals the file's count (times ``rate_scale``). Each request's lengths are a
+      draw of ``tokens`` (an empirical distribution, by default the Azure 2023 code trace) rescaled
+      to that minute's mean context and generated tokens: the draw is multiplied by
+      ``minute mean / source mean`` and rounded stochastically, so the shape of the distribution is
+      kept and its mean follows the minute. The file repeats (a day file repeats daily) unless
+      ``wrap=False``, when the rate is 0 after its last minute.
+    - :meth:`builtin_azure2024_code_day` — the shipped Azure 2024 code day (3.07 M requests,
+      mean 35.6 req/s for the whole service; scale it to one server with ``rate_scale``).
+
+    ``start_s`` is the offset into the profile of scenario time 0 (for a day profile starting at
+    midnight, ``start_s = 3600·h`` starts the scenario at h:00). ``rate_scale`` multiplies λ.
+
+    Sampling: candidates are drawn from a piecewise-constant majorant λ̄(t) ≥ λ(t) (per piece a
+    Poisson count, uniform times) and each is kept with probability λ(t)/λ̄(t). For a table the
+    majorant is λ itself, so every candidate is kept; for the diurnal form λ̄ = mean·(1 + amplitude).
+    """
+
+    def __init__(self, tokens: TokenSource, *, times_s: Any = None, rates_per_s: Any = None,
+                 period_s: float | None = None, mean_in_tokens: Any = None, mean_out_tokens: Any = None,
+                 mean_rate_per_s: float | None = None, amplitude: float | None = None,
+                 peak_hour: float | None = None, start_s: float = 0.0, rate_scale: float = 1.0,
+                 source: str | None = None) -> None:
+        self.tokens = _tokens(tokens)
+        self.start_s = _number("start_s", start_s, "a finite number of seconds >= 0")
+        self.rate_scale = _rate_scale(rate_scale)
+        self.source = source
+        is_table = times_s is not None or rates_per_s is not None
+        is_diurnal = mean_rate_per_s is not None or amplitude is not None or peak_hour is not None
+        if is_table == is_diurnal:
+            raise DcsimInputError("RateProfile", "both or neither", "either times_s + rates_per_s (a table) or "
+                                  "mean_rate_per_s + amplitude + peak_hour (diurnal)")
+        self.kind = "table" if is_table else "diurnal"
+        if is_table:
+            self._init_table(times_s, rates_per_s, period_s, mean_in_tokens, mean_out_tokens)
+        else:
+            self.mean_rate_per_s = _number("mean_rate_per_s", mean_rate_per_s,
+                                           "a finite rate >= 0 requests per second")
+            self.amplitude = _number("amplitude", 0.0 if amplitude is None else amplitude,
+                                     "a number in [0, 1)", high=1.0, high_open=True)
+            self.peak_hour = _number("peak_hour", 0.0 if peak_hour is None else peak_hour,
+                                     "an hour of day in [0, 24)", high=24.0, high_open=True)
+
+    def _init_table(self, times_s: Any, rates_per_s: Any, period_s: Any, mean_in: Any, mean_out: Any) -> None:
+        t = np.asarray(times_s, dtype=np.float64).reshape(-1)
+        r = _rate_array("rates_per_s", rates_per_s)
+        if len(t) == 0 or len(t) != len(r):
+            raise DcsimInputError("times_s", f"{len(t)} times for {len(r)} rates", "one start time per rate, >= 1")
+        if not np.all(np.isfinite(t)) or t[0] != 0 or np.any(np.diff(t) <= 0):
+            raise DcsimInputError("times_s", t[:5].tolist(), "finite seconds starting at 0, strictly increasing")
+        self.times_s, self.rates_per_s_table = t, r
+        self.period_s = None if period_s is None else _number(
+            "period_s", period_s, f"a period in seconds > the last start time {t[-1]}", low=float(t[-1]),
+            low_open=True)
+        self.mean_in_tokens = self.mean_out_tokens = None
+        if (mean_in is None) != (mean_out is None):
+            raise DcsimInputError("mean_in_tokens", "only one of the two", "both mean_in_tokens and mean_out_tokens, or neither")
+        if mean_in is not None:
+            self.tokens.mean_tokens()  # fails early when the source cannot be rescaled
+            for where, m in (("mean_in_tokens", mean_in), ("mean_out_tokens", mean_out)):
+                m = np.asarray(m, dtype=np.float64).reshape(-1)
+                if len(m) != len(t):
+                    raise DcsimInputError(where, len(m), f"one mean per table row ({len(t)})")
+                bad = (r > 0) & ~(np.isfinite(m) & (m >= 1))
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    raise DcsimInputError(f"{where}[{i}]", float(m[i]), "a finite mean >= 1 token where the rate is > 0")
+                setattr(self, where, m)
+
+    # -- constructors
+
+    @classmethod
+    def table(cls, times_s: Any, rates_per_s: Any, tokens: TokenSource, *, period_s: float | None = None,
+              start_s: float = 0.0, rate_scale: float = 1.0) -> RateProfile:
+        """Piecewise-constant λ: ``rates_per_s[i]`` from ``times_s[i]`` (first 0) to the next start."""
+        return cls(tokens, times_s=times_s, rates_per_s=rates_per_s, period_s=period_s, start_s=start_s,
+                   rate_scale=rate_scale)
+
+    @classmethod
+    def diurnal(cls, mean_rate_per_s: float, amplitude: float, peak_hour: float, tokens: TokenSource, *,
+                start_s: float = 0.0, rate_scale: float = 1.0) -> RateProfile:
+        """A 24-h cosine around ``mean_rate_per_s``; scenario time 0 is hour ``start_s/3600`` of the day."""
+        return cls(tokens, mean_rate_per_s=mean_rate_per_s, amplitude=amplitude, peak_hour=peak_hour,
+                   start_s=start_s, rate_scale=rate_scale)
+
+    @classmethod
+    def from_minute_counts(cls, path_or_table: Any, tokens: TokenSource, *, start_s: float = 0.0,
+                           rate_scale: float = 1.0, wrap: bool = True) -> RateProfile:
+        """A per-minute count file or table (see the class docstring); minutes missing from it have rate 0."""
+        table, where = _as_table(path_or_table)
+        minute = _int_column(table, where, ("minute_of_day", "minute"), "minute index", low=0)
+        if np.any(np.diff(minute) <= 0):
+            i = int(np.flatnonzero(np.diff(minute) <= 0)[0]) + 1
+            raise DcsimInputError(f"{where}: column minute_of_day, row {i + 1}", int(minute[i]),
+                                  "minute indices strictly increasing")
+        requests = _int_column(table, where, ("requests",), "request count", low=0)
+        n_min = int(minute[-1] - minute[0] + 1)
+        row = minute - minute[0]
+        rates = np.zeros(n_min)
+        rates[row] = requests / 60.0
+        mean_in = mean_out = None
+        cols = set(table.columns)
+        if {"mean_context_tokens", "mean_generated_tokens"} <= cols:
+            m_in = _float_column(table, where, "mean_context_tokens")
+            m_out = _float_column(table, where, "mean_generated_tokens")
+        elif {"context_tokens", "generated_tokens"} <= cols:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                m_in = _float_column(table, where, "context_tokens") / requests
+                m_out = _float_column(table, where, "generated_tokens") / requests
+        else:
+            m_in = m_out = None
+        if m_in is not None:
+            mean_in, mean_out = np.full(n_min, np.nan), np.full(n_min, np.nan)
+            mean_in[row], mean_out[row] = m_in, m_out
+            bad = (rates > 0) & ~(np.isfinite(mean_in) & (mean_in >= 1) & np.isfinite(mean_out) & (mean_out >= 1))
+            if bad.any():
+                i = int(np.flatnonzero(bad[row])[0])
+                raise DcsimInputError(f"{where}: row {i + 1} (minute {int(minute[i])})",
+                                      f"mean tokens {mean_in[row][i]}, {mean_out[row][i]}",
+                                      "mean context and generated tokens >= 1 in minutes with requests")
+        times = 60.0 * np.arange(n_min)
+        period = 60.0 * n_min
+        if not wrap:  # rate 0 after the last minute
+            times, rates = np.append(times, period), np.append(rates, 0.0)
+            if mean_in is not None:
+                mean_in, mean_out = np.append(mean_in, np.nan), np.append(mean_out, np.nan)
+            period = None
+        return cls(tokens, times_s=times, rates_per_s=rates, period_s=period, mean_in_tokens=mean_in,
+                   mean_out_tokens=mean_out, start_s=start_s, rate_scale=rate_scale, source=where)
+
+    @classmethod
+    def builtin_azure2024_code_day(cls, tokens: TokenSource | None = None, *, start_s: float = 0.0,
+                                   rate_scale: float = 1.0) -> RateProfile:
+        """The Azure LLM inference trace 2024, code service, 2024-05-16 UTC, per minute (CC-BY 4.0;
+        Stojkovic et al., DynamoLLM, HPCA 2025). Tokens default to the Azure 2023 code table, rescaled
+        per minute. Time 0 is 00:00 UTC unless ``start_s`` says otherwise; repeats daily."""
+        tokens = EmpiricalTokens.builtin("azure2023_code") if tokens is None else tokens
+        ref = resources.files("dcsim.workload.data") / "azure2024_code_day.csv"
+        with resources.as_file(ref) as path:
+            prof = cls.from_minute_counts(path, tokens, start_s=start_s, rate_scale=rate_scale)
+        prof.source = "builtin:azure2024_code_day"
+        return prof
+
+    # -- intensity and sampling
+
+    def _table_row(self, u: np.ndarray) -> np.ndarray:
+        if self.period_s is not None:
+            u = np.mod(u, self.period_s)
+        return np.clip(np.searchsorted(self.times_s, u, side="right") - 1, 0, len(self.times_s) - 1)
+
+    def rate_per_s(self, t_s: np.ndarray) -> np.ndarray:
+        u = np.asarray(t_s, dtype=np.float64) + self.start_s
+        if self.kind == "table":
+            return self.rate_scale * self.rates_per_s_table[self._table_row(u)]
+        hour = np.mod(u / 3600.0, 24.0)
+        return self.rate_scale * self.mean_rate_per_s * (
+            1.0 + self.amplitude * np.cos(2 * np.pi * (hour - self.peak_hour) / 24.0))
+
+    def _majorant(self, d: float) -> tuple[np.ndarray, np.ndarray]:
+        """Piece edges in scenario time over [0, d] and a rate bound per piece (requests/s)."""
+        if self.kind == "diurnal":
+            return np.array([0.0, d]), np.array([self.rate_scale * self.mean_rate_per_s * (1 + self.amplitude)])
+        u0, u1 = self.start_s, self.start_s + d
+        if self.period_s is None:
+            bounds = self.times_s
+        else:
+            k = np.arange(math.floor(u0 / self.period_s), math.floor(u1 / self.period_s) + 1)
+            bounds = (self.times_s[None, :] + self.period_s * k[:, None]).ravel()
+        edges = np.concatenate([[u0], bounds[(bounds > u0) & (bounds < u1)], [u1]])
+        mid = 0.5 * (edges[:-1] + edges[1:])
+        return edges - u0, self.rate_scale * self.rates_per_s_table[self._table_row(mid)]
+
+    def sample(self, duration_s: float, rng: np.random.Generator) -> Requests:
+        d = _duration(duration_s)
+        edges, bound = self._majorant(d)
+        width = np.diff(edges)
+        counts = rng.poisson(bound * width)
+        piece = np.repeat(np.arange(len(width)), counts)
+        t = edges[piece] + rng.random(len(piece)) * width[piece]
+        if self.kind == "diurnal":  # Lewis–Shedler: keep each candidate with probability λ(t)/λ̄
+            keep = rng.random(len(t)) * bound[piece] < self.rate_per_s(t)
+            t = t[keep]
+        t = np.sort(t)
+        if self.kind == "table" and self.mean_in_tokens is not None:
+            row = self._table_row(t + self.start_s)
+            n_in, n_out = self.tokens.sample_rescaled(self.mean_in_tokens[row], self.mean_out_tokens[row], rng)
+        else:
+            n_in, n_out = self.tokens.sample(len(t), rng)
+        return Requests(t, n_in, n_out)
+
+    def config(self) -> dict[str, Any]:
+        c: dict[str, Any] = {**super().config(), "kind": self.kind, "start_s": self.start_s,
+                             "rate_scale": self.rate_scale, "source": self.source, "tokens": self.tokens.config()}
+        if self.kind == "diurnal":
+            c.update(mean_rate_per_s=self.mean_rate_per_s, amplitude=self.amplitude, peak_hour=self.peak_hour)
+            return c
+        r = self.rates_per_s_table
+        c.update(n_pieces=len(r), period_s=self.period_s, max_rate_per_s=float(r.max()) * self.rate_scale,
+                 rescales_tokens=self.mean_in_tokens is not None)
+        if len(r) <= 100:
+            c.update(times_s=self.times_s.tolist(), rates_per_s=r.tolist())
+        return c
+
+
+# ---------------------------------------------------------------------------------------- trace replay
+
+_TIME_COLUMNS = ("TIMESTAMP", "timestamp", "arrival_s", "time_s", "t_s", "request_timestamps")
+
+
+class TraceReplay(ArrivalProcess):
+    """Replay a request-level trace (times and token counts) from a random offset, wrapping around.
+
+    ``path_or_table``: a CSV path, a polars DataFrame or a dict of columns. The time column holds
+    seconds (numbers) or ISO datetimes (``2023-11-16 18:17:03.9799600``, ``...+00:00``); token columns
+    default as in :func:`~dcsim.workload.tokens.token_columns` (``ContextTokens``/``GeneratedTokens``
+    for the Azure 2023 traces). The trace is sorted and its clock starts at its first request; it
+    lasts ``period_s`` = span + one mean inter-arrival gap, so wrapping leaves no seam.
+
+    Each :meth:`sample` call replays ``[offset, offset + duration)`` of the trace (repeated end to
+    end when ``wrap``). ``offset_s`` (trace seconds) fixed, or, when None, drawn uniformly from the
+    rng on every call — one call per server gives each server its own offset. Without ``wrap``, a
+    drawn offset keeps the window inside the trace where it fits, and arrivals stop at its end.
+    ``rate_scale`` compresses time (2 replays twice as fast: twice the rate).
+    """
+
+    def __init__(self, path_or_table: Any, offset_s: float | None = None, wrap: bool = True,
+                 rate_scale: float = 1.0, time_col: str | None = None, in_col: str | None = None,
+                 out_col: str | None = None) -> None:
+        table, where = _as_table(path_or_table)
+        self.source = where
+        self.wrap = bool(wrap)
+        self.rate_scale = _rate_scale(rate_scale)
+        t = _time_column(table, where, time_col)
+        n_in, n_out = token_columns(table, where, in_col, out_col)
+        if len(t) < 2:
+            raise DcsimInputError(where, len(t), "a trace with at least 2 requests", "too few rows")
+        order = np.argsort(t, kind="stable")
+        t = t[order] - t[order[0]]
+        if t[-1] <= 0:
+            raise DcsimInputError(where, "all timestamps equal", "a trace spanning some time")
+        self.times_s, self.n_in, self.n_out = t, n_in[order], n_out[order]
+        self.period_s = float(t[-1] * len(t) / (len(t) - 1))
+        self.offset_s = None if offset_s is None else _number(
+            "offset_s", offset_s, "a finite number of trace seconds >= 0")
+        if self.offset_s is not None and not self.wrap and self.offset_s >= self.period_s:
+            raise DcsimInputError("offset_s", offset_s, f"< the trace length {self.period_s:.3f} s when wrap is off")
+
+    def sample(self, duration_s: float, rng: np.random.Generator) -> Requests:
+        d = _duration(duration_s)
+        p = self.period_s / self.rate_scale
+        times = self.times_s / self.rate_scale
+        if self.offset_s is not None:
+            off = self.offset_s / self.rate_scale
+        else:
+            off = rng.uniform(0.0, p if self.wrap else max(p - d, 0.0))
+        if self.wrap:
+            off = math.fmod(off, p)
+        n = len(times)
+        k0, k1 = 0, (math.floor((off + d) / p) if self.wrap else 0)
+        idx, shift = [], []
+        for k in range(k0, k1 + 1):  # one block per pass through the trace
+            lo = np.searchsorted(times, off - k * p, side="left") if k == k0 else 0
+            hi = np.searchsorted(times, off + d - k * p, side="left") if k == k1 else n
+            idx.append(np.arange(lo, hi))
+            shift.append(np.full(max(hi - lo, 0), k * p - off))
+        ix = np.concatenate(idx)
+        t = times[ix] + np.concatenate(shift)
+        t = np.clip(t, 0.0, None)  # rounding at the window start
+        return Requests(t, self.n_in[ix], self.n_out[ix])
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "source": self.source, "n_requests": int(len(self.times_s)),
+                "period_s": self.period_s, "offset_s": self.offset_s, "wrap": self.wrap,
+                "rate_scale": self.rate_scale,
+                "mean_rate_per_s": len(self.times_s) / self.period_s * self.rate_scale}
+
+
+# ----------------------------------------------------------------------------------- table helpers
+
+def _as_table(path_or_table: Any) -> tuple[Any, str]:
+    import polars as pl
+
+    if isinstance(path_or_table, pl.DataFrame):
+        table, where = path_or_table, "table"
+    elif isinstance(path_or_table, dict):
+        try:
+            table, where = pl.DataFrame(path_or_table), "table"
+        except Exception as e:
+            raise DcsimInputError("table", type(e).__name__, "a dict of equal-length columns") from None
+    elif isinstance(path_or_table, (str, Path)):
+        table, where = read_csv_table(path_or_table), str(path_or_table)
+    else:
+        raise DcsimInputError("path_or_table", type(path_or_table).__name__, "a CSV path, a polars DataFrame or a dict")
+    if table.height == 0:
+        raise DcsimInputError(where, 0, "at least one row", "no rows")
+    return table, where
+
+
+def _find(table: Any, where: str, names: tuple[str, ...], what: str) -> str:
+    for c in names:
+        if c in table.columns:
+            return c
+    raise DcsimInputError(where, table.columns, f"a {what} column named one of {list(names)}", f"no {what} column")
+
+
+def _float_column(table: Any, where: str, col: str) -> np.ndarray:
+    try:
+        return table[col].cast(float, strict=True).to_numpy().astype(np.float64)
+    except Exception:
+        raise DcsimInputError(f"{where}: column {col}", str(table[col].dtype), "numbers", "non-numeric values") from None
+
+
+def _int_column(table: Any, where: str, names: tuple[str, ...], what: str, low: int) -> np.ndarray:
+    col = _find(table, where, names, what)
+    v = _float_column(table, where, col)
+    bad = ~np.isfinite(v) | (v < low) | (v != np.round(v))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DcsimInputError(f"{where}: column {col}, row {i + 1}", float(v[i]), f"an integer >= {low}",
+                              f"bad {what}")
+    return v.astype(np.int64)
+
+
+def _time_column(table: Any, where: str, time_col: str | None) -> np.ndarray:
+    """Timestamps in seconds: numbers as they are, ISO datetime strings parsed (errors name the column)."""
+    import polars as pl
+
+    if time_col is None:
+        col = _find(table, where, _TIME_COLUMNS, "timestamp")
+    elif time_col not in table.columns:
+        raise DcsimInputError(where, time_col, f"one of the file's columns {table.columns}", "no timestamp column")
+    else:
+        col = time_col
+    s = table[col]
+    if s.dtype == pl.Utf8:
+        try:
+            s = s.str.strip_chars().str.to_datetime(time_unit="ns", strict=True)
+        except Exception:
+            raise DcsimInputError(f"{where}: column {col}", s[0], "seconds or ISO datetimes like "
+                                  "'2023-11-16 18:17:03.9799600'", "unparseable timestamps") from None
+    if isinstance(s.dtype, pl.Datetime):
+        if s.null_count():
+            raise DcsimInputError(f"{where}: column {col}", "empty timestamp", "a timestamp on every row")
+        ns = s.dt.epoch("ns").to_numpy()
+        return (ns - ns.min()).astype(np.float64) / 1e9
+    try:
+        v = s.cast(float, strict=True).to_numpy().astype(np.float64)
+    except Exception:
+        raise DcsimInputError(f"{where}: column {col}", str(s.dtype), "seconds or ISO datetimes",
+                              "unreadable timestamps") from None
+    bad = ~np.isfinite(v)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DcsimInputError(f"{where}: column {col}, row {i + 1}", float(v[i]), "finite seconds", "bad timestamp")
+    return v
+
+
+# --------------------------------------------------------------------------------- shared intensity
+
+def thin(requests: Requests, probability: float | np.ndarray, rng: np.random.Generator) -> Requests:
+    """Keep each request independently with ``probability`` (a number or one per request)."""
+    p = np.asarray(probability, dtype=np.float64)
+    if p.ndim > 0 and p.shape != (len(requests),):
+        raise DcsimInputError("probability", f"shape {p.shape}", f"a number or one per request ({len(requests)})")
+    bad = np.ravel(~(np.isfinite(p) & (p >= 0) & (p <= 1)))
+    if bad.any():
+        raise DcsimInputError("probability", float(np.ravel(p)[bad][0]), "probabilities in [0, 1]")
+    return requests.slice(rng.random(len(requests)) < p)
+
+
+def split_shared(process: ArrivalProcess, n_servers: int, duration_s: float,
+                 rng: np.random.Generator) -> list[Requests]:
+    """One hall-wide draw of ``process``, each request sent to one of ``n_servers`` uniformly at random.
+
+    Each server's stream is then a 1/N thinning of the shared intensity: the streams share λ(t)
+    (its daily cycle, its bursts), so they are correlated, and their union is exactly the hall draw.
+    ``process`` describes the whole hall's traffic (use ``rate_scale`` to size it).
+    """
+    if isinstance(n_servers, bool) or not isinstance(n_servers, (int, np.integer)) or n_servers < 1:
+        raise DcsimInputError("n_servers", n_servers, "an integer >= 1")
+    hall = process.sample(duration_s, rng)
+    server = rng.integers(0, n_servers, size=len(hall))
+    order = np.argsort(server, kind="stable")  # stable: each server's requests stay in time order
+    bounds = np.cumsum(np.bincount(server, minlength=n_servers))[:-1]
+    return [hall.slice(ix) for ix in np.split(order, bounds)]
+
+
+# ----------------------------------------------------------------------------------------- plug-ins
+
+def load_plugin(spec: str, base: type, where: str = "plugin") -> type:
+    """Import a user class named ``"package.module:Class"`` (or ``"path/to/file.py:Class"``) and check
+    that it is a concrete subclass of ``base``; any failure is a :class:`DcsimInputError` naming ``where``."""
+    allowed = f"'module:Class' naming a subclass of {base.__module__}.{base.__qualname__}"
+    if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
+        if isinstance(spec, str) and spec.count(":") > 1 and spec.rsplit(":", 1)[0].endswith(".py"):
+            mod_name, cls_name = spec.rsplit(":", 1)  # a Windows path with a drive letter
+        else:
+            raise DcsimInputError(where, spec, allowed, "not of the form module:Class")
+    else:
+        mod_name, cls_name = spec.split(":")
+    try:
+        if mod_name.endswith(".py"):
+            module = _import_file(Path(mod_name), where, spec, allowed)
+        else:
+            module = importlib.import_module(mod_name)
+    except DcsimInputError:
+        raise
+    except ModuleNotFoundError as e:
+        if e.name and (mod_name == e.name or mod_name.startswith(e.name + ".")):
+            raise DcsimInputError(where, spec, allowed, f"module {mod_name!r} not found") from None
+        raise DcsimInputError(where, spec, allowed, f"importing {mod_name!r} failed: {e}") from None
+    except Exception as e:
+        raise DcsimInputError(where, spec, allowed, f"importing {mod_name!r} failed: {type(e).__name__}: {e}") from None
+    obj: Any = module
+    for part in cls_name.split("."):
+        if not hasattr(obj, part):
+            raise DcsimInputError(where, spec, allowed, f"no {cls_name!r} in module {mod_name!r}")
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, base)):
+        raise DcsimInputError(where, spec, allowed, f"{cls_name!r} is not a subclass of {base.__qualname__}")
+    if inspect.isabstract(obj):
+        missing = ", ".join(sorted(obj.__abstractmethods__))
+        raise DcsimInputError(where, spec, allowed, f"{cls_name!r} is abstract (implement {missing})")
+    return obj
+
+
+def _import_file(path: Path, where: str, spec: str, allowed: str) -> Any:
+    if not path.is_file():
+        raise DcsimInputError(where, spec, allowed, f"file {str(path)!r} not found")
+    name = f"dcsim_plugin_{path.stem}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    file_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(file_spec)
+    sys.modules[name] = module
+    try:
+        file_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module

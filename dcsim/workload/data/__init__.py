@@ -1,0 +1,1 @@
+"""Shipped workload inputs (derived from public Azure traces; see SOURCES.md)."""
