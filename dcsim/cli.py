@@ -1,0 +1,191 @@
+"""The `dcsim` command line (typer). Each command is a thin call into the library.
+
+Bad input a user can cause ends in one line on stderr (what, the value, what is allowed) and exit code 2.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dcsim.errors import DcsimInputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="dcsim: 250 ms power traces of LLM-inference servers, from requests to site power.")
+out = Console()
+err = Console(stderr=True)
+
+
+@app.command("configs")
+def configs_cmd() -> None:
+    """List the shipped calibrated configurations."""
+    from dcsim.power.configs import list_configs
+
+    table = Table(title="shipped configurations")
+    for col in ("name", "K", "GPUs", "MoE", "trained on", "train samples (250 ms)", "provenance"):
+        table.add_column(col)
+    for row in list_configs():
+        table.add_row(row["name"], str(row["k"]), str(row["n_gpus"]), "AR(1)" if row["moe"] else "i.i.d.",
+                      "\n".join(row["train_runs"]), str(row["train_samples"]), row["provenance"])
+    out.print(table)
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    run_dirs: List[Path] = typer.Argument(..., help="measured run directories (power.csv, engine.csv, requests.json)"),
+    name: str = typer.Option(..., "--name", help="configuration name, e.g. qwen3-8b_a100_tp1"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="artifact folder (default calibration/artifacts/NAME)"),
+    k: Optional[int] = typer.Option(None, "--k", help="fix the number of power states instead of choosing by BIC"),
+    moe: Optional[bool] = typer.Option(None, "--moe/--dense", help="AR(1) power per state (default: from the manifest)"),
+    seed: int = typer.Option(0, "--seed"),
+    epochs: int = typer.Option(300, "--epochs", help="most classifier epochs (early stopping usually ends sooner)"),
+) -> None:
+    """Fit a configuration (surrogate, GMM states, BiGRU) from your own measured runs."""
+    from dcsim.calibrate import calibrate
+
+    if k is not None and k < 1:
+        raise DcsimInputError("--k", k, "an integer >= 1")
+    target = out_dir or Path("calibration") / "artifacts" / name
+    out.print(f"calibrating [bold]{name}[/] from {len(run_dirs)} run(s)")
+    config = calibrate(name, [str(d) for d in run_dirs], k=k, moe=moe, seed=seed, epochs=epochs, out_dir=target,
+                       log=out.print)
+    out.print(f"wrote {target} (K={config.states.k_}, {config.meta['split']['n_train_samples']} training samples)")
+
+
+def _read_requests(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import polars as pl
+
+    if not path.is_file():
+        raise DcsimInputError(str(path), "missing", "a CSV or Parquet file with columns arrival_s, n_in, n_out",
+                              problem="file not found")
+    try:
+        frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+    except Exception as exc:  # polars raises many types for unreadable files
+        raise DcsimInputError(str(path), type(exc).__name__, "a CSV or Parquet file with columns arrival_s, n_in, n_out",
+                              problem="unreadable") from None
+    missing = [c for c in ("arrival_s", "n_in", "n_out") if c not in frame.columns]
+    if missing or frame.height == 0:
+        raise DcsimInputError(str(path), missing or "no rows", "columns arrival_s, n_in, n_out and at least one row",
+                              problem="missing columns" if missing else "empty file")
+    try:
+        cols = [frame[c].cast(float).to_numpy() for c in ("arrival_s", "n_in", "n_out")]
+    except Exception:
+        raise DcsimInputError(str(path), "non-numeric values", "numbers in arrival_s, n_in, n_out") from None
+    from dcsim.server import check_requests
+
+    check_requests(*cols, where=str(path))
+    return cols[0], cols[1].astype(np.int64), cols[2].astype(np.int64)
+
+
+def _write_trace(path: Path, t_s: np.ndarray, active: np.ndarray, power_w: np.ndarray) -> None:
+    import polars as pl
+
+    from dcsim.export import write_table
+
+    frame = pl.DataFrame({"t_s": t_s, "active": active, "power_w": power_w})
+    write_table(frame, path, fmt="csv" if path.suffix == ".csv" else "parquet")
+
+
+@app.command("generate")
+def generate_cmd(
+    config: str = typer.Option(..., "--config", help="shipped configuration name or artifact folder"),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Poisson arrival rate (req/s)"),
+    duration_s: Optional[float] = typer.Option(None, "--duration-s", help="trace length (s)"),
+    requests: Optional[Path] = typer.Option(None, "--requests", help="CSV/Parquet with arrival_s, n_in, n_out"),
+    seed: int = typer.Option(0, "--seed"),
+    out_path: Path = typer.Option(..., "--out", help="output trace (.parquet, or .csv)"),
+) -> None:
+    """Generate one server's 250 ms power trace (t_s, active, power_w) and print its summary."""
+    from dcsim import metrics
+    from dcsim.power.configs import load_config
+    from dcsim.server import simulate_server
+
+    if (rate is None) == (requests is None):
+        raise DcsimInputError("--rate/--requests", "both" if rate is not None else "neither",
+                              "exactly one of --rate R --duration-s S or --requests FILE")
+    cfg = load_config(config)
+    rng = np.random.default_rng(seed)
+    rng_arrivals, rng_sim = rng.spawn(2)
+    if rate is not None:
+        if not (np.isfinite(rate) and rate > 0):
+            raise DcsimInputError("--rate", rate, "a positive arrival rate in requests per second")
+        if duration_s is None or not (np.isfinite(duration_s) and duration_s > 0):
+            raise DcsimInputError("--duration-s", duration_s, "a positive duration in seconds (required with --rate)")
+        n = rng_arrivals.poisson(rate * duration_s)
+        arrival_s = np.sort(rng_arrivals.uniform(0.0, duration_s, n))
+        n_in, n_out = cfg.tokens.sample(n, rng_arrivals)
+    else:
+        arrival_s, n_in, n_out = _read_requests(requests)
+        if duration_s is None:
+            duration_s = float(arrival_s.max()) + 60.0
+    trace = simulate_server(cfg, arrival_s, n_in, n_out, duration_s, rng_sim)
+    _write_trace(out_path, trace.t_s, trace.active, trace.power_w)
+    summary = metrics.planning_summary(trace.power_w, 0.25)
+    table = Table(title=f"{cfg.name}: {duration_s:g} s, {len(arrival_s)} requests, seed {seed}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_row("mean active requests", f"{trace.active.mean():.2f}")
+    table.add_row("max active requests", f"{trace.active.max():.2f}")
+    for label, value in (("GPU power mean (W)", summary["average_w"]), ("GPU power peak (W)", summary["peak_w"]),
+                         ("GPU power p5 / p50 / p95 (W)", " / ".join(f"{v:.0f}" for v in np.percentile(trace.power_w, [5, 50, 95]))),
+                         ("peak-to-average", summary["peak_to_average"]), ("coefficient of variation", summary["cv"]),
+                         ("GPU energy (kWh)", summary["energy_kwh"])):
+        table.add_row(label, value if isinstance(value, str) else f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}")
+    done = trace.served.end_s[np.isfinite(trace.served.end_s)] if trace.served is not None else np.array([])
+    table.add_row("requests finished in window", f"{int((done <= duration_s).sum())} / {len(arrival_s)}")
+    out.print(table)
+    out.print(f"wrote {out_path}")
+
+
+@app.command("validate")
+def validate_cmd(
+    config: str = typer.Option(..., "--config", help="shipped configuration name or artifact folder"),
+    measured: Path = typer.Option(..., "--measured", help="measured run directory"),
+    seeds: int = typer.Option(5, "--seeds"),
+    features: str = typer.Option("simulated", "--features", help="simulated (surrogate + queue) or measured (engine A_t)"),
+    as_json: bool = typer.Option(False, "--json", help="print exactly one JSON object on stdout"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="overlay PNG of measured vs generated power, A_t beneath"),
+) -> None:
+    """Score generated against measured power for a run's own requests (medians over seeds)."""
+    from dcsim.measured import load_run
+    from dcsim.power.configs import load_config
+    from dcsim.studies.validate import validate
+
+    cfg = load_config(config)
+    run = load_run(measured)
+    result = validate(cfg, run, seeds=seeds, features=features)
+    if plot is not None:
+        from dcsim.plots import plot_overlay
+
+        plot_overlay(result.t_s, result.measured_w, result.generated_w, result.active, plot,
+                     f"{cfg.name} on {run.name} ({features} A_t)")
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json_dict()) + "\n")
+        return
+    table = Table(title=f"{cfg.name} vs {run.name}: median of {seeds} seeds, {features} A_t")
+    for col in ("KS", "ACF R²", "NRMSE", "ΔE %"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{result.ks:.3f}", f"{result.acf_r2:.3f}", f"{result.nrmse:.3f}", f"{result.delta_energy_pct:+.1f}")
+    out.print(table)
+    out.print(f"scored {result.scored}")
+    if plot is not None:
+        out.print(f"wrote {plot}")
+
+
+def main() -> None:
+    """Console entry point: runs the typer app; user errors become one line and exit code 2."""
+    try:
+        app()
+    except DcsimInputError as exc:
+        err.print(f"dcsim: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

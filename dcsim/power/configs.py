@@ -1,0 +1,194 @@
+"""Calibrated configuration artifacts: save, load, list, checksums.
+
+A configuration (GPU, model, tensor-parallel degree) is one folder::
+
+    NAME/
+      meta.json        provenance: runs and their roles, split, K, BIC curve, validation loss, checksums
+      states.json      the Gaussian-mixture state dictionary (Stage 1)
+      surrogate.json   the latency surrogate (Eq. 4 and Eq. 5)
+      tokens.json      prompt/output token-length quantiles of the training requests (for ``--rate`` runs)
+      classifier.pt    the BiGRU state classifier (Stage 2), a torch state dict with its hyper-parameters
+
+Shipped configurations live in ``calibration/artifacts/`` and are installed as the package ``dcsim.artifacts``,
+so :func:`load_config` finds them through :mod:`importlib.resources` in editable and normal installs alike.
+Everywhere a command takes ``--config``, it accepts a shipped name or the path of such a folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dcsim.errors import DcsimInputError
+from dcsim.power.classifier import StateClassifier
+from dcsim.power.states import StateDictionary
+from dcsim.serving.latency import LatencySurrogate
+from dcsim.workload.tokens import TokenSource
+
+ARTIFACT_FILES = ("states.json", "surrogate.json", "tokens.json", "classifier.pt")
+
+
+@dataclass
+class TokenQuantiles(TokenSource):
+    """Marginal quantile tables of prompt and output tokens; sampled by inverse CDF (independent marginals).
+
+    Built from the training requests of a configuration, so ``dcsim generate --rate`` draws requests like
+    the ones the configuration was measured on.
+    """
+
+    n_in_q: np.ndarray
+    n_out_q: np.ndarray
+
+    @classmethod
+    def from_requests(cls, n_in: np.ndarray, n_out: np.ndarray, n_quantiles: int = 101) -> "TokenQuantiles":
+        q = np.linspace(0.0, 1.0, n_quantiles)
+        return cls(np.quantile(np.asarray(n_in, float), q), np.quantile(np.asarray(n_out, float), q))
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n`` (n_in, n_out) pairs, each at least 1 token."""
+        grid = np.linspace(0.0, 1.0, len(self.n_in_q))
+        n_in = np.interp(rng.random(n), grid, self.n_in_q)
+        n_out = np.interp(rng.random(n), grid, self.n_out_q)
+        return (np.maximum(1, np.rint(n_in)).astype(np.int64), np.maximum(1, np.rint(n_out)).astype(np.int64))
+
+    def mean_tokens(self) -> tuple[float, float]:
+        """Mean prompt and output tokens of the quantile tables (trapezoidal over the CDF)."""
+        return float(np.trapezoid(self.n_in_q, dx=1 / (len(self.n_in_q) - 1))), \
+            float(np.trapezoid(self.n_out_q, dx=1 / (len(self.n_out_q) - 1)))
+
+    def config(self) -> dict:
+        return {"class": "TokenQuantiles", "mean_tokens": self.mean_tokens()}
+
+    def to_dict(self) -> dict:
+        return {"n_in_quantiles": self.n_in_q.tolist(), "n_out_quantiles": self.n_out_q.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TokenQuantiles":
+        return cls(np.asarray(d["n_in_quantiles"], float), np.asarray(d["n_out_quantiles"], float))
+
+
+@dataclass
+class CalibratedConfig:
+    """Everything generation needs for one (GPU, model, TP) configuration."""
+
+    name: str
+    states: StateDictionary
+    classifier: StateClassifier
+    surrogate: LatencySurrogate
+    tokens: TokenQuantiles
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def n_gpus(self) -> int:
+        return int(self.meta.get("n_gpus", 1))
+
+    @property
+    def slots(self) -> int:
+        return int(self.meta.get("slots", 64))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_config(config: CalibratedConfig, out_dir: str | Path) -> Path:
+    """Write the artifact folder atomically (a temporary folder renamed when complete); return its path."""
+    from dcsim.export import atomic_dir
+
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "states.json").write_text(json.dumps(config.states.to_dict(), indent=1))
+        (tmp / "surrogate.json").write_text(json.dumps(config.surrogate.to_dict(), indent=1))
+        (tmp / "tokens.json").write_text(json.dumps(config.tokens.to_dict(), indent=1))
+        config.classifier.save(tmp / "classifier.pt")
+        meta = dict(config.meta)
+        meta["name"] = config.name
+        meta["checksums_sha256"] = {f: _sha256(tmp / f) for f in ARTIFACT_FILES}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
+    config.path = out_dir
+    config.meta = meta
+    return out_dir
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def shipped_dir() -> Path:
+    """Folder of the shipped configurations (``calibration/artifacts`` in a checkout)."""
+    return Path(str(resources.files("dcsim.artifacts")))
+
+
+def shipped_names() -> list[str]:
+    root = shipped_dir()
+    return sorted(p.name for p in root.iterdir() if (p / "meta.json").is_file())
+
+
+def resolve_config_dir(name_or_path: str | Path) -> Path:
+    """A shipped name or the path of an artifact folder → the folder; a clear error otherwise."""
+    text = str(name_or_path)
+    candidate = Path(text)
+    if candidate.is_dir():
+        if not (candidate / "meta.json").is_file():
+            raise DcsimInputError("--config", text, "a folder written by `dcsim calibrate` (it has meta.json)",
+                                  problem="not a calibrated configuration folder")
+        return candidate
+    shipped = shipped_dir() / text
+    if "/" not in text and (shipped / "meta.json").is_file():
+        return shipped
+    names = ", ".join(shipped_names()) or "none shipped"
+    raise DcsimInputError("--config", text, f"a shipped configuration ({names}) or an artifact folder path",
+                          problem="unknown configuration")
+
+
+def load_config(name_or_path: str | Path, verify: bool = True) -> CalibratedConfig:
+    """Load a calibrated configuration by shipped name or folder path (checksums verified)."""
+    folder = resolve_config_dir(name_or_path)
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise DcsimInputError(str(folder / "meta.json"), "malformed JSON", "a meta.json written by dcsim calibrate",
+                              problem=str(exc)) from None
+    for f in ARTIFACT_FILES:
+        if not (folder / f).is_file():
+            raise DcsimInputError(str(folder / f), "missing", "the files " + ", ".join(ARTIFACT_FILES),
+                                  problem="artifact file missing")
+        if verify and meta.get("checksums_sha256", {}).get(f) not in (None, _sha256(folder / f)):
+            raise DcsimInputError(str(folder / f), "checksum mismatch", "the file as written by dcsim calibrate",
+                                  problem="artifact changed after calibration")
+    states = StateDictionary.from_dict(json.loads((folder / "states.json").read_text()))
+    surrogate = LatencySurrogate.from_dict(json.loads((folder / "surrogate.json").read_text()))
+    tokens = TokenQuantiles.from_dict(json.loads((folder / "tokens.json").read_text()))
+    classifier = StateClassifier.load(folder / "classifier.pt")
+    return CalibratedConfig(meta.get("name", folder.name), states, classifier, surrogate, tokens, meta, folder)
+
+
+def list_configs() -> list[dict[str, Any]]:
+    """One row per shipped configuration: name, K, GPUs, provenance, training data size."""
+    rows = []
+    for name in shipped_names():
+        meta = json.loads((shipped_dir() / name / "meta.json").read_text())
+        rows.append({
+            "name": name,
+            "k": meta.get("k"),
+            "n_gpus": meta.get("n_gpus"),
+            "gpu": meta.get("gpu"),
+            "model": meta.get("model"),
+            "moe": meta.get("moe"),
+            "train_runs": [r["name"] for r in meta.get("runs", []) if r.get("role") in ("train", "blocks")],
+            "train_samples": meta.get("split", {}).get("n_train_samples"),
+            "provenance": meta.get("provenance", ""),
+        })
+    return rows
