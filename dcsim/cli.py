@@ -28,12 +28,18 @@ def configs_cmd() -> None:
     from dcsim.power.configs import list_configs
 
     table = Table(title="shipped configurations")
-    for col in ("name", "K", "GPUs", "MoE", "trained on", "train samples (250 ms)", "provenance"):
-        table.add_column(col)
-    for row in list_configs():
+    table.add_column("name", no_wrap=True)
+    for col in ("K", "GPUs", "power per state", "train samples"):
+        table.add_column(col, justify="right")
+    table.add_column("trained on (campaigns)")
+    rows = list_configs()
+    for row in rows:
+        campaigns = sorted({r.split("/")[0] for r in row["train_runs"]})
         table.add_row(row["name"], str(row["k"]), str(row["n_gpus"]), "AR(1)" if row["moe"] else "i.i.d.",
-                      "\n".join(row["train_runs"]), str(row["train_samples"]), row["provenance"])
+                      str(row["train_samples"]), "\n".join(campaigns))
     out.print(table)
+    for row in rows:
+        out.print(f"{row['name']}: {row['provenance']}", highlight=False)
 
 
 @app.command("calibrate")
@@ -64,6 +70,9 @@ def _read_requests(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DcsimInputError(str(path), "missing", "a CSV or Parquet file with columns arrival_s, n_in, n_out",
                               problem="file not found")
+    if path.stat().st_size == 0:
+        raise DcsimInputError(str(path), "0 bytes", "a CSV or Parquet file with columns arrival_s, n_in, n_out",
+                              problem="empty file")
     try:
         frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
     except Exception as exc:  # polars raises many types for unreadable files
