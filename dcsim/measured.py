@@ -14,6 +14,27 @@ A run directory holds ``power.csv`` (nvidia-smi samples, local wall-clock time),
    −0.1..−0.2 s (the engine's polled count itself trails the work), so it clamps to 0 there.
 3. each GPU is interpolated linearly onto the grid (read at ``t + power_lag_s`` when compensating),
    NaN where its bracketing samples are more than 3 grid steps apart, then summed.
+
+Which A_t trains the classifier: neither the engine's ``running`` count kept here nor a count rebuilt
+exactly from the request log, but A_t *simulated* from the run's own arrivals and token counts through
+the fitted latency surrogate and the FIFO-64 queue (``dcsim.calibrate.simulated_active``), because that
+is what generation feeds the classifier. ``running`` stays on the run for ``dcsim validate --features
+measured`` and for checks. Measured against grid power (Pearson r, all samples; ``python`` snippet in
+issue #4's closing note), the engine snapshot is the weakest of the three, most of all where requests are
+shorter than its ~250 ms poll (BurstGPT: outputs of ~7 tokens) or long prefills dominate (trace replay):
+
+| run | engine running | rebuilt from log (measured TTFT, fitted TBT) | simulated (surrogate + FIFO-64) |
+|---|---|---|---|
+| Qwen3-8B A100 Poisson 4 | 0.81 | 0.83 | 0.82 |
+| Qwen3-8B A100 Poisson 2.5 | 0.73 | 0.76 | 0.76 |
+| Qwen3-8B A100 smooth | 0.81 | 0.82 | 0.82 |
+| Qwen3-8B A100 bursty | 0.64 | 0.70 | 0.71 |
+| Qwen3-8B A100 BurstGPT | 0.30 | 0.36 | 0.36 |
+| Qwen3-8B A100 trace replay, cache off | 0.07 | 0.19 | 0.13 |
+| Qwen3-8B A100 trace replay, cache on | 0.05 | 0.13 | 0.09 |
+| Qwen3-8B H100 Poisson 4 | 0.86 | 0.87 | 0.87 |
+| Llama-3.1-70B H100 TP4 | 0.87 | 0.88 | 0.88 |
+| Gemma-4-26B-A4B A100 TP2 (MoE) | 0.83 | 0.87 | 0.86 |
 """
 from __future__ import annotations
 
