@@ -1,5 +1,27 @@
-"""dcsim: compositional power-trace generation for LLM-inference datacenters."""
+"""dcsim: compositional power-trace generation for LLM-inference datacenters.
+
+The small public surface: ``run`` a scenario, ``load_scenario``, ``load_config`` / ``list_configs`` for the
+calibrated configurations, and ``metrics``. Heavy modules (torch) load on first use.
+"""
+from __future__ import annotations
+
+from typing import Any
+
 from dcsim.errors import DcsimInputError
 
-__all__ = ["DcsimInputError"]
+__all__ = ["DcsimInputError", "run", "load_scenario", "load_config", "list_configs", "metrics"]
 __version__ = "0.1.0"
+
+_LAZY = {"run": ("dcsim.run", "run"), "load_scenario": ("dcsim.scenario", "load_scenario"),
+         "load_config": ("dcsim.power.configs", "load_config"), "list_configs": ("dcsim.power.configs", "list_configs")}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name == "metrics":
+        return importlib.import_module("dcsim.metrics")
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'dcsim' has no attribute {name!r}")

@@ -152,6 +152,20 @@ def generate_cmd(
     out.print(f"wrote {out_path}")
 
 
+@app.command("run")
+def run_cmd(
+    scenario: Path = typer.Argument(..., help="scenario TOML file (see scenarios/)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default out/<scenario name>)"),
+    sets: List[str] = typer.Option([], "--set", help="override a scenario key: key.path=value (repeatable)"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar and no summary table"),
+) -> None:
+    """Simulate a facility scenario and write its traces, requests, events, summary and plot."""
+    from dcsim.run import run
+    from dcsim.scenario import load_scenario
+
+    run(load_scenario(scenario, sets), out_dir=out_dir, progress=not quiet)
+
+
 @app.command("validate")
 def validate_cmd(
     config: str = typer.Option(..., "--config", help="shipped configuration name or artifact folder"),

@@ -1,0 +1,330 @@
+"""Run a scenario end to end and write its outputs: ``run(load_scenario("scenarios/default.toml"))``.
+
+The scenario becomes explicit objects (tree, calibrated configurations, request streams, control
+policy), :func:`dcsim.facility.engine.simulate` runs them, and the results are written to one folder
+(default ``out/<scenario name>``), filled as a temporary folder and renamed when complete:
+
+- ``site.parquet``, ``rows.parquet``, ``racks.parquet`` (``servers.parquet`` when asked), one per level
+  of ``outputs.levels``: columns ``t_s, node, resolution_s, power_w``, every resolution of
+  ``outputs.resolutions_s`` in one long table (block means; site = facility power, PUE × IT; others IT);
+- ``events.parquet``: ``t_s, node, event, detail`` (trip, restore, cap_on, cap_off);
+- ``requests.parquet`` (``outputs.requests``): ``arrival_s, start_s, first_token_s, end_s, server, lost``;
+- ``summary.json``: per level and node the planning statistics (peak, average, peak-to-average, max
+  ramp per 15 min, load factor, CoV, energy) at the finest resolution; latency percentiles; request
+  counts; events; wall time; the policy; the scenario itself;
+- ``power.png`` (``outputs.plot``): site and rows over time.
+
+CSV instead of (or besides) Parquet with ``outputs.formats``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from dcsim.errors import DcsimInputError
+from dcsim.facility.control import make_policy
+from dcsim.facility.engine import EVENT_COLUMNS, EngineResult, Facility, Stream, simulate
+from dcsim.facility.tree import LEVELS, nodes_at, resample_mean, servers
+from dcsim.power.configs import CalibratedConfig, TokenQuantiles, load_config
+from dcsim.workload.tokens import TokenSource
+
+__all__ = ["RunResult", "run", "build_inputs", "ConfigTokens", "LEVEL_FILES"]
+
+LEVEL_FILES = {"site": "site", "row": "rows", "rack": "racks", "server": "servers"}
+_STREAM_SEED_KEY = 3  # SeedSequence(seed) children 0–2 belong to the engine; 3 draws random start times
+
+
+class ConfigTokens(TokenSource):
+    """A configuration's training token lengths (its :class:`~dcsim.power.configs.TokenQuantiles`) as a
+    :class:`~dcsim.workload.tokens.TokenSource` (``tokens = "config"`` in a scenario)."""
+
+    def __init__(self, quantiles: TokenQuantiles, name: str = "") -> None:
+        self.quantiles = quantiles
+        self.name = name
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return self.quantiles.sample(int(n), rng)
+
+    def mean_tokens(self) -> tuple[float, float]:
+        grid = np.linspace(0.0, 1.0, len(self.quantiles.n_in_q))
+        return (float(np.trapezoid(self.quantiles.n_in_q, grid)), float(np.trapezoid(self.quantiles.n_out_q, grid)))
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "config": self.name}
+
+
+@dataclass
+class RunResult:
+    """What a run produced: long trace tables per level, the summary, requests and events, where written."""
+
+    traces: dict[str, pl.DataFrame]
+    summary: dict[str, Any]
+    requests: pl.DataFrame
+    events: pl.DataFrame
+    out_dir: Path | None
+    engine: EngineResult = field(repr=False)
+
+    def trace(self, node: str, resolution_s: float) -> np.ndarray:
+        """One node's power (W) at one written resolution."""
+        for frame in self.traces.values():
+            sel = frame.filter((pl.col("node") == node) & (pl.col("resolution_s") == float(resolution_s)))
+            if sel.height:
+                return sel["power_w"].to_numpy()
+        raise DcsimInputError("node/resolution_s", (node, resolution_s), "a node and resolution that were written")
+
+
+# ---------------------------------------------------------------------------------------- scenario → objects
+
+def _load_configs(names: list[str]) -> dict[str, CalibratedConfig]:
+    return {name: load_config(name) for name in dict.fromkeys(names)}
+
+
+def build_inputs(scenario: Any, configs: dict[str, CalibratedConfig] | None = None
+                 ) -> tuple[Facility, list[Stream], Any]:
+    """The engine's inputs for a scenario: the facility, the request streams and the control policy (or None).
+
+    ``configs`` (name → configuration) skips loading the scenario's configurations by name.
+    """
+    names = scenario.server_configs()
+    configs = dict(configs) if configs is not None else _load_configs(names)
+    tree = scenario.build_tree()
+    facility = Facility(tree, configs, scenario.site.p_base_w, scenario.site.pue)
+    rng = np.random.default_rng(np.random.SeedSequence(scenario.simulation.seed, spawn_key=(_STREAM_SEED_KEY,)))
+    tokens_cache: dict[str, TokenSource] = {}
+
+    def tokens_for(config: str) -> TokenSource:
+        if config not in tokens_cache:
+            src = scenario.token_source(config)
+            tokens_cache[config] = src if src is not None else ConfigTokens(configs[config].tokens, config)
+        return tokens_cache[config]
+
+    w = scenario.workload
+    random_start = w.start_s == "random"
+    streams: list[Stream] = []
+    server_names = servers(tree)
+    if w.stream == "independent":
+        shared: dict[str, Any] = {}
+        for i, config in enumerate(names):
+            if random_start:
+                proc = scenario.arrival_process(tokens_for(config), n_servers=1, rng=rng)
+            else:
+                if config not in shared:
+                    shared[config] = scenario.arrival_process(tokens_for(config), n_servers=1, rng=rng)
+                proc = shared[config]
+            streams.append(Stream(proc, np.array([i]), None, name=server_names[i]))
+    elif w.stream == "shared_intensity":
+        proc = scenario.arrival_process(tokens_for(names[0]), n_servers=len(names), rng=rng)
+        streams.append(Stream(proc, np.arange(len(names)), None, name="hall"))
+    else:
+        pool_nodes = ["site"] if w.pool == "site" else nodes_at(tree, w.pool)
+        for node, idx in zip(pool_nodes, scenario.pools()):
+            proc = scenario.arrival_process(tokens_for(names[int(idx[0])]), n_servers=int(idx.size), rng=rng)
+            streams.append(Stream(proc, idx, scenario.router(), name=node))
+    c = scenario.control
+    defaults = {"trip_time_s": 5.0, "restart_s": 300.0, "cap_fraction": 1.0}
+    policy = make_policy(c.policy, **{k: (getattr(c, k) if getattr(c, k) is not None else v)
+                                      for k, v in defaults.items()}, params=c.params)
+    return facility, streams, policy
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+def _level_nodes(result: EngineResult, tree: Any, level: str) -> list[str]:
+    if level == "site":
+        return ["site"]
+    return [n for n in nodes_at(tree, level) if n in result.traces]
+
+
+def _trace_frames(result: EngineResult, tree: Any, levels: list[str], resolutions_s: list[float]) -> dict[str, pl.DataFrame]:
+    from dcsim.export import long_frame
+
+    frames = {}
+    for level in levels:
+        nodes = _level_nodes(result, tree, level)
+        traces = {n: result.traces[n] for n in nodes}
+        frames[level] = pl.concat([long_frame(traces, result.dt_s, r) for r in resolutions_s], how="vertical")
+    return frames
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _percentiles(x: np.ndarray) -> dict[str, float | None]:
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return {"p50": None, "p99": None, "mean": None}
+    p50, p99 = np.percentile(x, [50, 99])
+    return {"p50": float(p50), "p99": float(p99), "mean": float(x.mean())}
+
+
+def _summary(scenario: Any, result: EngineResult, tree: Any, levels: list[str], resolutions_s: list[float],
+             wall_s: float, name: str) -> dict[str, Any]:
+    from dcsim.metrics import planning_summary
+
+    finest = min(resolutions_s)
+    per_level: dict[str, dict[str, Any]] = {}
+    for level in levels:
+        per_level[level] = {}
+        for node in _level_nodes(result, tree, level):
+            trace = resample_mean(result.traces[node], result.dt_s, finest)
+            per_level[level][node] = planning_summary(trace, finest)
+    req = result.requests
+    finished = np.isfinite(req["end_s"])
+    counts: dict[str, int] = {}
+    for e in result.events:
+        counts[e["event"]] = counts.get(e["event"], 0) + 1
+    policy = result.policy
+    return _json_safe({
+        "scenario": name,
+        "source": scenario.source,
+        "engine_path": result.path,
+        "n_servers": len(servers(tree)),
+        "duration_s": result.t_s.size * result.dt_s,
+        "seed": scenario.simulation.seed,
+        "resolution_s": finest,
+        "levels": per_level,
+        "latency_s": {
+            "ttft": _percentiles(req["first_token_s"] - req["arrival_s"]),
+            "end_to_end": _percentiles(req["end_s"] - req["arrival_s"]),
+            "queue_wait": _percentiles(req["start_s"] - req["arrival_s"]),
+        },
+        "requests": {"total": int(req["arrival_s"].size), "finished": int(finished.sum()),
+                     "unfinished": int((~finished & ~req["lost"]).sum()), "lost": int(req["lost"].sum())},
+        "max_active_per_server": float(result.max_active.max()) if result.max_active.size else 0.0,
+        "events": counts,
+        "policy": None if policy is None else {"config": policy.config(), "state": policy.state()},
+        "wall_time_s": wall_s,
+        "scenario_config": scenario.to_dict(),
+    })
+
+
+def _write(out_dir: Path, scenario: Any, result: EngineResult, tree: Any, frames: dict[str, pl.DataFrame],
+           requests: pl.DataFrame, events: pl.DataFrame, summary: dict[str, Any]) -> None:
+    from dcsim.export import atomic_dir, write_table
+
+    o = scenario.outputs
+    with atomic_dir(out_dir) as tmp:
+        for fmt in o.formats:
+            ext = "parquet" if fmt == "parquet" else "csv"
+            for level, frame in frames.items():
+                write_table(frame, tmp / f"{LEVEL_FILES[level]}.{ext}", fmt)
+            write_table(events, tmp / f"events.{ext}", fmt)
+            if o.requests:
+                write_table(requests, tmp / f"requests.{ext}", fmt)
+        if o.plot:
+            from dcsim.plots import plot_site_rows
+
+            finest = min(o.resolutions_s)
+            rows = [n for n in nodes_at(tree, "row") if n in result.traces]
+            plot = {n: resample_mean(result.traces[n], result.dt_s, finest) for n in ["site", *rows]}
+            t = np.arange(plot["site"].size) * finest
+            plot_site_rows(plot, t, tmp / "power.png", f"{summary['scenario']}: site and rows", rows=rows)
+        files = sorted(p.name for p in tmp.iterdir()) + ["summary.json"]
+        summary["files"] = files
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
+
+
+def _print_summary(console: Any, summary: dict[str, Any], out_dir: Path | None) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{summary['scenario']}: {summary['n_servers']} servers, {summary['duration_s']:g} s, "
+                        f"seed {summary['seed']} ({summary['engine_path']} path, {summary['wall_time_s']:.1f} s)")
+    for col, justify in (("node", "left"), ("peak kW", "right"), ("mean kW", "right"), ("peak/avg", "right"),
+                         ("max ramp kW/15 min", "right"), ("energy kWh", "right")):
+        table.add_column(col, justify=justify)
+    shown = [("site", summary["levels"].get("site", {}))]
+    rows = summary["levels"].get("row", {})
+    shown.append(("row", rows if len(rows) <= 12 else {}))
+    for _, nodes in shown:
+        for node, s in nodes.items():
+            ramp = s["max_ramp_w_per_15min"]
+            table.add_row(node, f"{s['peak_w'] / 1e3:.1f}", f"{s['average_w'] / 1e3:.1f}", f"{s['peak_to_average']:.2f}",
+                          "–" if ramp is None else f"{ramp / 1e3:.1f}", f"{s['energy_kwh']:.3g}")
+    console.print(table)
+    lat, req = summary["latency_s"], summary["requests"]
+
+    def fmt(d: dict) -> str:
+        return "–" if d["p50"] is None else f"p50 {d['p50']:.2f} s, p99 {d['p99']:.2f} s"
+
+    console.print(f"requests {req['total']} (finished {req['finished']}, in flight at the end {req['unfinished']}, "
+                  f"lost {req['lost']}); TTFT {fmt(lat['ttft'])}; end to end {fmt(lat['end_to_end'])}")
+    if summary["events"]:
+        console.print("events: " + ", ".join(f"{k} × {v}" for k, v in sorted(summary["events"].items())))
+    if out_dir is not None:
+        console.print(f"wrote {out_dir}")
+
+
+# --------------------------------------------------------------------------------------------------- run
+
+def run(scenario: Any, out_dir: str | Path | None = None, progress: bool = True,
+        configs: dict[str, CalibratedConfig] | None = None, write: bool = True,
+        chunk_servers: int | None = None) -> RunResult:
+    """Simulate ``scenario`` (a :class:`dcsim.scenario.Scenario`) and write its outputs to ``out_dir``
+    (default ``out/<scenario name>``); see the module docstring.
+
+    ``progress``: a progress bar while it runs and a summary table at the end (rich). ``configs``: calibrated
+    configurations by name, instead of loading the scenario's names. ``write=False`` returns the results only.
+    """
+    from rich.console import Console
+
+    start = time.perf_counter()
+    name = Path(scenario.source).stem if scenario.source not in ("", "<dict>") else "scenario"
+    target = Path(out_dir) if out_dir is not None else Path("out") / name
+    facility, streams, policy = build_inputs(scenario, configs)
+    sim = scenario.simulation
+    levels = [lv for lv in LEVELS if lv in scenario.outputs.levels]
+    kwargs: dict[str, Any] = {} if chunk_servers is None else {"chunk_servers": chunk_servers}
+    console = Console(stderr=True)
+    if progress:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                      TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
+            task = bar.add_task(name, total=1.0)
+
+            def report(done: float, total: float, phase: str) -> None:
+                bar.update(task, completed=done / total if total else 1.0, description=f"{name}: {phase}")
+
+            result = simulate(facility, streams, sim.duration_s, seed=sim.seed, dt_s=sim.step_s, policy=policy,
+                              interval_s=scenario.control.interval_s, keep_servers="server" in levels,
+                              progress=report, **kwargs)
+    else:
+        result = simulate(facility, streams, sim.duration_s, seed=sim.seed, dt_s=sim.step_s, policy=policy,
+                          interval_s=scenario.control.interval_s, keep_servers="server" in levels, **kwargs)
+    tree = facility.tree
+    resolutions = sorted(float(r) for r in scenario.outputs.resolutions_s)
+    frames = _trace_frames(result, tree, levels, resolutions)
+    requests = pl.DataFrame(result.requests).select(
+        pl.col("arrival_s", "start_s", "first_token_s", "end_s").cast(pl.Float64), pl.col("server").cast(pl.Int64),
+        pl.col("lost").cast(pl.Boolean))
+    events = pl.DataFrame(result.events or None, schema={"t_s": pl.Float64, "node": pl.String, "event": pl.String,
+                                                         "detail": pl.String}).select(EVENT_COLUMNS)
+    summary = _summary(scenario, result, tree, levels, resolutions, time.perf_counter() - start, name)
+    written = None
+    if write:
+        _write(target, scenario, result, tree, frames, requests, events, summary)
+        written = target
+    if progress:
+        _print_summary(console, summary, written)
+    return RunResult(frames, summary, requests, events, written, result)
