@@ -94,3 +94,19 @@ def test_runs_of_different_server_sizes_are_refused(tmp_path):
     b = write_synthetic_run(tmp_path, "s/two", n_gpus=2)
     with pytest.raises(DcsimInputError, match="mix server sizes"):
         calibrate("mixed", [a, b], epochs=1, feature_draws=1)
+
+
+@pytest.mark.slow
+def test_recalibrating_the_shipped_qwen_a100_from_the_measured_runs_meets_the_dense_targets(run_dir, tmp_path):
+    """Slow (~2 min): the fit_all recipe for qwen3-8b_a100_tp1, scored on the bursty run it never saw."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "calibration"))
+    from fit_all import SHIPPED
+
+    spec = SHIPPED["qwen3-8b_a100_tp1"]["runs"]
+    fit = [(run_dir(c), r) for c, r in spec.items() if r != "test"]
+    config = calibrate("qwen_check", [d for d, _ in fit], roles=[r for _, r in fit], out_dir=tmp_path / "cfg")
+    result = validate(load_config(tmp_path / "cfg"), load_run(run_dir("arrival_pattern_qwen3-8b_a100_bursty")), seeds=5)
+    assert result.ks <= 0.2 and result.acf_r2 >= 0.95 and abs(result.delta_energy_pct) <= 5
