@@ -19,3 +19,28 @@ class DcsimInputError(ValueError):
         shown = value if isinstance(value, (int, float)) else repr(value)
         head = f"{where}: {problem}, got {shown}" if problem else f"{where}: got {shown}"
         super().__init__(f"{head}; allowed: {allowed}")
+
+
+def as_1d_array(where: str, values: Any, what: str = "numbers", *, finite: bool = True,
+                nonempty: bool = False) -> "np.ndarray":
+    """``values`` as a 1-D float64 array, or a DcsimInputError naming ``where``, the bad value and what is allowed.
+
+    The one array check at the library's boundaries (metrics, state dictionary, latency surrogate).
+    """
+    import numpy as np
+
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DcsimInputError(where, values, f"a 1-D array of {what}", problem="not numeric") from None
+    if arr.ndim != 1:
+        raise DcsimInputError(where, arr.shape, f"a 1-D array of {what}", problem="array of shape")
+    if nonempty and arr.size == 0:
+        raise DcsimInputError(where, [], f"at least one of {what}", problem="empty array")
+    if finite:
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DcsimInputError(where, float(arr[i]), "finite numbers only (no NaN or inf)",
+                                  problem=f"sample {i} is not finite")
+    return arr

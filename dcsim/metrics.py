@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from dcsim.errors import DcsimInputError
+from dcsim.errors import DcsimInputError, as_1d_array
 
 __all__ = [
     "ks_statistic",
@@ -52,22 +52,8 @@ JOULES_PER_KWH = 3.6e6
 
 
 def _series(x: Any, name: str) -> np.ndarray:
-    """``x`` as a 1-D float array with at least one finite sample, or a DcsimInputError."""
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DcsimInputError(name, x, "a 1-D array of numbers (power in W)", "not numeric") from None
-    if arr.ndim != 1:
-        raise DcsimInputError(name, arr.shape, "a 1-D array of power samples", "array of shape")
-    if arr.size == 0:
-        raise DcsimInputError(name, [], "at least one power sample", "empty array")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise DcsimInputError(
-            name, float(arr[i]), "finite numbers only (no NaN or inf)", f"sample {i} is not finite"
-        )
-    return arr
+    """``x`` as a 1-D float array of finite samples (at least one), or a DcsimInputError."""
+    return as_1d_array(name, x, "power samples (W)", nonempty=True)
 
 
 def _pair(measured_w: Any, synthetic_w: Any, paired: bool) -> tuple[np.ndarray, np.ndarray]:

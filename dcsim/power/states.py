@@ -26,7 +26,7 @@ import numpy as np
 from scipy.special import logsumexp
 from sklearn.mixture import GaussianMixture
 
-from dcsim.errors import DcsimInputError
+from dcsim.errors import DcsimInputError, as_1d_array
 
 _MIN_RUN = 3      # shortest run of one state used for φ
 _MIN_PAIRS = 10   # fewer pooled lag-1 pairs than this → φ = 0
@@ -41,13 +41,7 @@ def _as_segments(power_w: Any) -> list[np.ndarray]:
     segments = []
     for i, item in enumerate(items):
         where = "power_w" if len(items) == 1 else f"power_w[{i}]"
-        try:
-            arr = np.asarray(item, dtype=float)
-        except (TypeError, ValueError):
-            raise DcsimInputError(where, item, "a 1-D array of power values in W") from None
-        if arr.ndim != 1:
-            raise DcsimInputError(where, f"array of shape {arr.shape}", "a 1-D array of power values in W")
-        segments.append(arr)
+        segments.append(as_1d_array(where, item, "power values in W", finite=False))
     return segments
 
 

@@ -30,20 +30,13 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import HuberRegressor
 
-from dcsim.errors import DcsimInputError
+from dcsim.errors import DcsimInputError, as_1d_array
 
 _MAD_TO_SIGMA = 1.4826  # 1 / Φ⁻¹(0.75): MAD of a normal sample → its σ
 
 
 def _as_1d(name: str, values: Any, *, positive: bool = False, nonnegative: bool = False) -> np.ndarray:
-    try:
-        arr = np.asarray(values, dtype=float)
-    except (TypeError, ValueError):
-        raise DcsimInputError(name, values, "a 1-D array of numbers") from None
-    if arr.ndim != 1:
-        raise DcsimInputError(name, f"array of shape {arr.shape}", "a 1-D array")
-    if not np.all(np.isfinite(arr)):
-        raise DcsimInputError(name, "non-finite values", "finite numbers only")
+    arr = as_1d_array(name, values)
     if positive and arr.size and arr.min() <= 0:
         raise DcsimInputError(name, float(arr.min()), "positive values only")
     if nonnegative and arr.size and arr.min() < 0:
