@@ -32,32 +32,13 @@ from dcsim.errors import DcsimInputError
 from dcsim.facility.control import make_policy
 from dcsim.facility.engine import EVENT_COLUMNS, EngineResult, Facility, Stream, simulate
 from dcsim.facility.tree import LEVELS, nodes_at, resample_mean, servers
-from dcsim.power.configs import CalibratedConfig, TokenQuantiles, load_config
+from dcsim.power.configs import CalibratedConfig, load_config
 from dcsim.workload.tokens import TokenSource
 
-__all__ = ["RunResult", "run", "build_inputs", "ConfigTokens", "LEVEL_FILES"]
+__all__ = ["RunResult", "run", "build_inputs", "LEVEL_FILES"]
 
 LEVEL_FILES = {"site": "site", "row": "rows", "rack": "racks", "server": "servers"}
 _STREAM_SEED_KEY = 3  # SeedSequence(seed) children 0–2 belong to the engine; 3 draws random start times
-
-
-class ConfigTokens(TokenSource):
-    """A configuration's training token lengths (its :class:`~dcsim.power.configs.TokenQuantiles`) as a
-    :class:`~dcsim.workload.tokens.TokenSource` (``tokens = "config"`` in a scenario)."""
-
-    def __init__(self, quantiles: TokenQuantiles, name: str = "") -> None:
-        self.quantiles = quantiles
-        self.name = name
-
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        return self.quantiles.sample(int(n), rng)
-
-    def mean_tokens(self) -> tuple[float, float]:
-        grid = np.linspace(0.0, 1.0, len(self.quantiles.n_in_q))
-        return (float(np.trapezoid(self.quantiles.n_in_q, grid)), float(np.trapezoid(self.quantiles.n_out_q, grid)))
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "config": self.name}
 
 
 @dataclass
@@ -102,7 +83,7 @@ def build_inputs(scenario: Any, configs: dict[str, CalibratedConfig] | None = No
     def tokens_for(config: str) -> TokenSource:
         if config not in tokens_cache:
             src = scenario.token_source(config)
-            tokens_cache[config] = src if src is not None else ConfigTokens(configs[config].tokens, config)
+            tokens_cache[config] = src if src is not None else configs[config].tokens
         return tokens_cache[config]
 
     w = scenario.workload

@@ -9,7 +9,8 @@ import pytest
 from test_engine import tiny_config  # noqa: F401  (shared fixture)
 
 import dcsim.plots
-from dcsim.run import ConfigTokens, build_inputs, run
+from dcsim.power.configs import TokenQuantiles
+from dcsim.run import build_inputs, run
 from dcsim.scenario import Scenario
 
 
@@ -102,7 +103,7 @@ def test_streams_follow_the_workload_section(tiny_config):
     configs = {"tiny": tiny_config}
     _, streams, policy = build_inputs(scenario(), configs)
     assert len(streams) == 8 and policy is None
-    assert isinstance(streams[0].process.tokens, ConfigTokens)  # tokens = "config"
+    assert isinstance(streams[0].process.tokens, TokenQuantiles)  # tokens = "config"
     _, streams, _ = build_inputs(scenario(workload={"stream": "shared_intensity"}), configs)
     (hall,) = streams
     assert hall.servers.size == 8 and hall.process.rate_scale == pytest.approx(8.0)

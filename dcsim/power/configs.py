@@ -62,7 +62,7 @@ class TokenQuantiles(TokenSource):
             float(np.trapezoid(self.n_out_q, dx=1 / (len(self.n_out_q) - 1)))
 
     def config(self) -> dict:
-        return {"class": "TokenQuantiles", "mean_tokens": self.mean_tokens()}
+        return {**super().config(), "mean_tokens": self.mean_tokens()}
 
     def to_dict(self) -> dict:
         return {"n_in_quantiles": self.n_in_q.tolist(), "n_out_quantiles": self.n_out_q.tolist()}
