@@ -23,16 +23,20 @@ class ServerTrace:
     served: ServedRequests | None = None
 
 
+def power_from_probs(config: CalibratedConfig, probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """State probabilities (…, T, K) → sampled node GPU power (W), (…, T): categorical state draws (not argmax),
+    per-state power (i.i.d. for dense, AR(1) for MoE), clipped to the observed range."""
+    rng_states, rng_power = rng.spawn(2)
+    return sample_power(sample_states(probs, rng_states), config.states, rng_power)
+
+
 def power_from_active(config: CalibratedConfig, active: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A_t (T,) or (S, T) → sampled node GPU power (W), same shape: BiGRU state probabilities, categorical
-    state draws (not argmax), per-state power (i.i.d. for dense, AR(1) for MoE), clipped to the observed range."""
+    """A_t (T,) or (S, T) → sampled node GPU power (W), same shape: BiGRU state probabilities, then
+    :func:`power_from_probs`."""
     active = np.asarray(active, dtype=float)
     if not np.all(np.isfinite(active)) or np.any(active < 0):
         raise DcsimInputError("active", "NaN or negative values", "finite counts of active requests >= 0")
-    rng_states, rng_power = rng.spawn(2)
-    probs = config.classifier.predict_proba(feature_matrix(active))
-    states = sample_states(probs, rng_states)
-    return sample_power(states, config.states, rng_power)
+    return power_from_probs(config, config.classifier.predict_proba(feature_matrix(active)), rng)
 
 
 def check_requests(arrival_s: np.ndarray, n_in: np.ndarray, n_out: np.ndarray, where: str = "requests") -> None:

@@ -53,8 +53,8 @@ from dcsim.errors import DcsimInputError
 from dcsim.facility.control import ACTION_EVENTS, Action, CapPolicy
 from dcsim.facility.tree import aggregate_chunk, finish_sums, new_sums, nodes_at, server_indices_under, servers
 from dcsim.power.configs import CalibratedConfig
-from dcsim.power.generator import sample_power, sample_states
 from dcsim.serving.features import GRID_DT_S, active_grid, feature_matrix
+from dcsim.server import power_from_probs
 from dcsim.serving.kernel import simulate_requests
 from dcsim.workload.arrivals import ArrivalProcess, Requests, split_shared
 from dcsim.workload.routing import (JoinShortestQueue, NoServerOnline, RandomRouter, RoundRobin, Router,
@@ -198,8 +198,7 @@ def power_rows(config: CalibratedConfig, active: np.ndarray, rngs: Sequence[np.r
     probs = config.classifier.predict_proba(feature_matrix(active))
     out = np.empty(active.shape)
     for j, rng in enumerate(rngs):
-        rng_states, rng_power = rng.spawn(2)
-        out[j] = sample_power(sample_states(probs[j], rng_states), config.states, rng_power)
+        out[j] = power_from_probs(config, probs[j], rng)
     return out
 
 
@@ -707,7 +706,7 @@ class _Hall:
             ctx = int(getattr(cfg.classifier, "context", 0))
             w = window[idx, window.shape[1] - n - ctx:]
             probs = cfg.classifier.predict_proba(feature_matrix(w))[:, -n:]
-            gpu[idx] = quantize_w(sample_power(sample_states(probs, rng), cfg.states, rng))
+            gpu[idx] = quantize_w(power_from_probs(cfg, probs, rng))
         self.power_w = np.where(self.online, np.minimum(gpu[:, -1], self.cap_w), 0.0)
         held = np.minimum(gpu, self.cap_w[:, None])
         it = np.where(self.online[:, None], held + self.fac.p_base_w[:, None], 0.0)

@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dcsim import metrics
+from dcsim.calibrate import simulated_active
 from dcsim.errors import DcsimInputError
-from dcsim.measured import MeasuredRun
+from dcsim.measured import MeasuredRun, segments_of
 from dcsim.power.configs import CalibratedConfig
-from dcsim.serving.features import active_grid
-from dcsim.serving.kernel import simulate_requests
 from dcsim.server import power_from_active
 
 FEATURES = ("simulated", "measured")
@@ -65,17 +64,11 @@ def scored_mask(config: CalibratedConfig, run: MeasuredRun) -> tuple[np.ndarray,
                   f"({len(intervals)} block(s)); this run trained the configuration")
 
 
-def _pieces(mask: np.ndarray) -> list[tuple[int, int]]:
-    m = np.concatenate([[False], mask, [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(m))
-    return list(zip(edges[::2], edges[1::2]))
-
-
 def score(measured_w: np.ndarray, generated_w: np.ndarray, mask: np.ndarray, dt_s: float) -> dict:
     """Fidelity over the masked samples: KS, NRMSE, ΔE on all of them, ACF R² (lags 1..50, fewer when the piece is
     shorter) on the longest contiguous piece."""
     m, g = measured_w[mask], generated_w[mask]
-    a, b = max(_pieces(mask), key=lambda p: p[1] - p[0])
+    a, b = max(segments_of(mask), key=lambda p: p[1] - p[0])
     max_lag = int(min(ACF_MAX_LAG, b - a - 2))  # a short held-out block gets fewer lags
     return {"ks": metrics.ks_statistic(m, g),
             "acf_r2": metrics.acf_r2(measured_w[a:b], generated_w[a:b], max_lag=max_lag),
@@ -96,8 +89,6 @@ def validate(config: CalibratedConfig, run: MeasuredRun, seeds: int = 5, feature
     mask, scored = scored_mask(config, run)
     if mask.sum() < 8:
         raise DcsimInputError("--measured", run.name, "a run with at least 8 scorable power samples")
-    n = len(run.power_w)
-    req = run.requests
     per_seed, first = [], None
     for s in range(seeds):
         rng = np.random.default_rng([seed, s])
@@ -105,9 +96,7 @@ def validate(config: CalibratedConfig, run: MeasuredRun, seeds: int = 5, feature
         if features == "measured":
             active = np.nan_to_num(run.running, nan=0.0)
         else:
-            served = simulate_requests(req.arrival_s - run.t0_s, req.n_in, req.n_out, config.surrogate, rng_serve,
-                                       slots=config.slots)
-            active = active_grid(served.start_s, served.end_s, 0.0, n, run.dt_s)
+            active = simulated_active(run, config.surrogate, rng_serve, slots=config.slots)
         generated = power_from_active(config, active, rng_power)
         per_seed.append(score(run.power_w, generated, mask, run.dt_s))
         if first is None:
