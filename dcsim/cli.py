@@ -114,6 +114,7 @@ def generate_cmd(
     from dcsim import metrics
     from dcsim.power.configs import load_config
     from dcsim.server import simulate_server
+    from dcsim.workload.arrivals import Poisson
 
     if (rate is None) == (requests is None):
         raise DcsimInputError("--rate/--requests", "both" if rate is not None else "neither",
@@ -126,9 +127,8 @@ def generate_cmd(
             raise DcsimInputError("--rate", rate, "a positive arrival rate in requests per second")
         if duration_s is None or not (np.isfinite(duration_s) and duration_s > 0):
             raise DcsimInputError("--duration-s", duration_s, "a positive duration in seconds (required with --rate)")
-        n = rng_arrivals.poisson(rate * duration_s)
-        arrival_s = np.sort(rng_arrivals.uniform(0.0, duration_s, n))
-        n_in, n_out = cfg.tokens.sample(n, rng_arrivals)
+        requests_drawn = Poisson(rate, cfg.tokens).sample(duration_s, rng_arrivals)
+        arrival_s, n_in, n_out = requests_drawn.arrival_s, requests_drawn.n_in, requests_drawn.n_out
     else:
         arrival_s, n_in, n_out = _read_requests(requests)
         if duration_s is None:
