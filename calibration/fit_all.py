@@ -89,28 +89,19 @@ def main() -> None:
         campaigns = list(spec["runs"])
         roles = [spec["runs"][c] for c in campaigns]
         dirs = [run_dir(args.data, c) for c in campaigns]
-        fit_dirs = [d for d, r in zip(dirs, roles) if r != "test"]
-        fit_roles = [r for r in roles if r != "test"]
-        test_dirs = [d for d, r in zip(dirs, roles) if r == "test"]
         print(f"== {name}")
         t0 = time.perf_counter()
-        calibrate(name, fit_dirs, roles=fit_roles, epochs=args.epochs, out_dir=args.out / name, moe=spec.get("ar1"),
+        # whole "test" runs go in too: never fitted on, but recorded in meta.json, so `dcsim validate` scores them whole
+        calibrate(name, dirs, roles=roles, epochs=args.epochs, out_dir=args.out / name, moe=spec.get("ar1"),
                   provenance=spec["provenance"], log=print)
-        # record the whole held-out runs in the meta file too, so `dcsim validate` knows they never trained
-        meta_path = args.out / name / "meta.json"
-        meta = json.loads(meta_path.read_text())
-        for d in test_dirs:
-            run = load_run(d)
-            meta["runs"].append({"name": run.name, "path": str(d), "role": "test",
-                                 "power_lag_s": run.power_lag_s, "clock_source": run.clock_source})
-        meta_path.write_text(json.dumps(meta, indent=1))
         fit_s = time.perf_counter() - t0
         config = load_config(args.out / name)
         scored = [d for d, r in zip(dirs, roles) if r in ("test", "blocks")]
         report[name] = {"fit_s": round(fit_s, 1), "k": config.states.k_, "validation": []}
         for d in scored:
+            run = load_run(d)
             for features in ("simulated", "measured"):
-                v = validate(config, load_run(d), seeds=args.seeds, features=features)
+                v = validate(config, run, seeds=args.seeds, features=features)
                 row = v.to_json_dict() | {"features": features, "scored": v.scored}
                 report[name]["validation"].append(row)
                 print(f"  {v.run:70s} {features:9s} KS {v.ks:.3f}  ACF R2 {v.acf_r2:.3f}  NRMSE {v.nrmse:.3f}"

@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dcsim.errors import DcsimInputError
-from dcsim.measured import MeasuredRun, load_run
+from dcsim.measured import MeasuredRun, load_run, segments_of
 from dcsim.power.classifier import StateClassifier
 from dcsim.power.configs import CalibratedConfig, TokenQuantiles, save_config
 from dcsim.power.states import StateDictionary
@@ -50,14 +50,7 @@ class RunSplit:
 
     def intervals(self, mask: np.ndarray) -> list[list[float]]:
         """Mask → [[start_epoch_s, stop_epoch_s), ...] (what the meta file records)."""
-        return [[self.run.t0_s + a * self.run.dt_s, self.run.t0_s + b * self.run.dt_s] for a, b in _runs_of(mask)]
-
-
-def _runs_of(mask: np.ndarray) -> list[tuple[int, int]]:
-    """Contiguous True stretches of a boolean array as [start, stop) pairs."""
-    m = np.concatenate([[False], np.asarray(mask, bool), [False]])
-    edges = np.flatnonzero(np.diff(m.astype(np.int8)))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+        return [[self.run.t0_s + a * self.run.dt_s, self.run.t0_s + b * self.run.dt_s] for a, b in segments_of(mask)]
 
 
 def block_masks(run: MeasuredRun) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -160,7 +153,7 @@ def simulated_active(run: MeasuredRun, surrogate: LatencySurrogate, rng: np.rand
 
 
 def _pieces(features: np.ndarray, labels: np.ndarray, mask: np.ndarray, min_len: int = 8):
-    return [(features[a:b], labels[a:b]) for a, b in _runs_of(mask) if b - a >= min_len]
+    return [(features[a:b], labels[a:b]) for a, b in segments_of(mask) if b - a >= min_len]
 
 
 def calibrate(name: str, run_dirs: Sequence[str | Path], roles: Sequence[str] | None = None, k: int | None = None,
@@ -187,7 +180,7 @@ def calibrate(name: str, run_dirs: Sequence[str | Path], roles: Sequence[str] | 
     say(f"  surrogate: TTFT log-linear a0={surrogate.alpha0_:.3f} a1={surrogate.alpha1_:.3f} sigma={surrogate.sigma_ttft_:.3f};"
         f" TBT median {np.exp(surrogate.mu_log_tbt_) * 1e3:.1f} ms sigma_log={surrogate.sigma_log_tbt_:.3f}")
 
-    train_power = [s.run.power_w[a:b] for s in splits for a, b in _runs_of(s.train)]
+    train_power = [s.run.power_w[a:b] for s in splits for a, b in segments_of(s.train)]
     states = StateDictionary(k=k, k_range=k_range, moe=moe, seed=seed).fit(train_power)
     say(f"  states: K={states.k_} (BIC over {k_range[0]}..{k_range[1]}), means {np.round(states.means_).astype(int).tolist()} W")
 
@@ -195,6 +188,8 @@ def calibrate(name: str, run_dirs: Sequence[str | Path], roles: Sequence[str] | 
     slots = 64
     train_items, val_items = [], []
     for s in splits:
+        if not (s.train.any() or s.val.any()):
+            continue  # a whole test run: recorded in the meta file, never fitted on
         labels = np.full(len(s.run.power_w), -1, dtype=np.int64)
         valid = np.isfinite(s.run.power_w)
         labels[valid] = states.label(s.run.power_w[valid])
