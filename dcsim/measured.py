@@ -19,8 +19,8 @@ Which A_t trains the classifier: neither the engine's ``running`` count kept her
 exactly from the request log, but A_t *simulated* from the run's own arrivals and token counts through
 the fitted latency surrogate and the FIFO-64 queue (``dcsim.calibrate.simulated_active``), because that
 is what generation feeds the classifier. ``running`` stays on the run for ``dcsim validate --features
-measured`` and for checks. Measured against grid power (Pearson r, all samples; ``python`` snippet in
-issue #4's closing note), the engine snapshot is the weakest of the three, most of all where requests are
+measured`` and for checks. Measured against grid power (Pearson r, all samples;
+``python calibration/diagnostics.py features``), the engine snapshot is the weakest of the three, most of all where requests are
 shorter than its ~250 ms poll (BurstGPT: outputs of ~7 tokens) or long prefills dominate (trace replay):
 
 | run | engine running | rebuilt from log (measured TTFT, fitted TBT) | simulated (surrogate + FIFO-64) |
