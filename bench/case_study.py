@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from dcsim.run import run
+from dcsim.runner import run
 from dcsim.scenario import load_scenario
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "paper_case_study.toml"

@@ -15,11 +15,12 @@ import time
 import numpy as np
 import torch
 
-from dcsim.power.configs import load_config
+from dcsim.configs import load_config
 from dcsim.serving.features import feature_matrix
 from dcsim.serving.kernel import serve_fifo
 from dcsim.serving.queue import serve_fifo_simpy
-from dcsim.server import simulate_server
+from dcsim.power.chain import generate_server
+from dcsim.workload.arrivals import Requests
 
 
 def timed(fn, *args, **kwargs):
@@ -52,7 +53,7 @@ def main() -> None:
     _, t_gru = timed(config.classifier.predict_proba, feature_matrix(active))
 
     n_in, n_out = config.tokens.sample(n, rng)
-    _, t_server = timed(simulate_server, config, arrival, n_in, n_out, duration_s, rng)
+    _, t_server = timed(generate_server, config, Requests(arrival, n_in, n_out), duration_s, rng)
 
     result = {
         "torch_threads": torch.get_num_threads(),

@@ -23,9 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from calibration.fit_all import SHIPPED, run_dir  # noqa: E402
-from dcsim.calibrate import calibrate, simulated_active  # noqa: E402
+from dcsim.calibrate import calibrate  # noqa: E402
+from dcsim.power.chain import replay_occupancy  # noqa: E402
 from dcsim.measured import load_run  # noqa: E402
-from dcsim.power.configs import load_config  # noqa: E402
+from dcsim.configs import load_config  # noqa: E402
 from dcsim.serving.features import active_grid  # noqa: E402
 from dcsim.serving.latency import tbt_from_token_counter, tbt_samples_from_engine  # noqa: E402
 from dcsim.studies.validate import validate  # noqa: E402
@@ -48,7 +49,7 @@ def features(data: Path) -> None:
             start = req.arrival_s - run.t0_s
             rebuilt = active_grid(start, start + req.ttft_s + req.n_out * np.exp(config.surrogate.mu_log_tbt_), 0.0,
                                   len(run.power_w), run.dt_s)
-            sims = [simulated_active(run, config.surrogate, np.random.default_rng(s)) for s in range(5)]
+            sims = [replay_occupancy(run, config.surrogate, np.random.default_rng(s)) for s in range(5)]
             d_gen = np.diff(eng.generation_tokens_total)
             busy = (eng.running[1:] > 0) & (d_gen > 0)
             naive = float((eng.running[1:] * np.diff(eng.t_s))[busy].sum() / d_gen[busy].sum())

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from dcsim.calibrate import calibrate  # noqa: E402
 from dcsim.measured import load_run  # noqa: E402
-from dcsim.power.configs import load_config  # noqa: E402
+from dcsim.configs import load_config  # noqa: E402
 from dcsim.studies.validate import validate  # noqa: E402
 
 PT = "powertrace"

@@ -12,8 +12,17 @@ from dcsim.errors import DcsimInputError
 __all__ = ["DcsimInputError", "run", "load_scenario", "load_config", "list_configs", "metrics"]
 __version__ = "0.1.0"
 
-_LAZY = {"run": ("dcsim.run", "run"), "load_scenario": ("dcsim.scenario", "load_scenario"),
-         "load_config": ("dcsim.power.configs", "load_config"), "list_configs": ("dcsim.power.configs", "list_configs")}
+_LAZY = {"load_scenario": ("dcsim.scenario", "load_scenario"),
+         "load_config": ("dcsim.configs", "load_config"), "list_configs": ("dcsim.configs", "list_configs")}
+
+
+def run(scenario: Any, *args: Any, **kwargs: Any) -> Any:
+    """Simulate a scenario and write its outputs; see :func:`dcsim.runner.run` (the same arguments).
+
+    A function here, not a submodule: ``dcsim.run(s)`` can be called any number of times in one process."""
+    from dcsim.runner import run as _run
+
+    return _run(scenario, *args, **kwargs)
 
 
 def __getattr__(name: str) -> Any:

@@ -28,10 +28,12 @@ import numpy as np
 from dcsim.errors import DcsimInputError
 from dcsim.measured import MeasuredRun, load_run, segments_of
 from dcsim.power.classifier import StateClassifier
-from dcsim.power.configs import CalibratedConfig, TokenQuantiles, save_config
+from dcsim.configs import CalibratedConfig, save_config
+from dcsim.constants import SLOTS_PER_SERVER
+from dcsim.power.chain import replay_occupancy
+from dcsim.workload.tokens import TokenQuantiles
 from dcsim.power.states import StateDictionary
-from dcsim.serving.features import active_grid, feature_matrix
-from dcsim.serving.kernel import simulate_requests
+from dcsim.serving.features import feature_matrix
 from dcsim.serving.latency import LatencySurrogate, tbt_samples_from_run
 
 ROLES = ("train", "val", "test", "blocks")
@@ -144,14 +146,6 @@ def fit_surrogate(splits: Sequence[RunSplit]) -> LatencySurrogate:
     return LatencySurrogate().fit(n_in_a, ttft_a, tbt_a)
 
 
-def simulated_active(run: MeasuredRun, surrogate: LatencySurrogate, rng: np.random.Generator,
-                     slots: int = 64) -> np.ndarray:
-    """A_t on the run's grid from its own arrivals and token counts, through the surrogate and the FIFO queue."""
-    req = run.requests
-    served = simulate_requests(req.arrival_s - run.t0_s, req.n_in, req.n_out, surrogate, rng, slots=slots)
-    return active_grid(served.start_s, served.end_s, 0.0, len(run.power_w), run.dt_s)
-
-
 def _pieces(features: np.ndarray, labels: np.ndarray, mask: np.ndarray, min_len: int = 8):
     return [(features[a:b], labels[a:b]) for a, b in segments_of(mask) if b - a >= min_len]
 
@@ -185,7 +179,7 @@ def calibrate(name: str, run_dirs: Sequence[str | Path], roles: Sequence[str] | 
     say(f"  states: K={states.k_} (BIC over {k_range[0]}..{k_range[1]}), means {np.round(states.means_).astype(int).tolist()} W")
 
     rng = np.random.default_rng(seed)
-    slots = 64
+    slots = SLOTS_PER_SERVER
     train_items, val_items = [], []
     for s in splits:
         if not (s.train.any() or s.val.any()):
@@ -194,7 +188,7 @@ def calibrate(name: str, run_dirs: Sequence[str | Path], roles: Sequence[str] | 
         valid = np.isfinite(s.run.power_w)
         labels[valid] = states.label(s.run.power_w[valid])
         for _ in range(feature_draws):
-            feats = feature_matrix(simulated_active(s.run, surrogate, rng, slots))
+            feats = feature_matrix(replay_occupancy(s.run, surrogate, rng, slots))
             train_items += _pieces(feats, labels, s.train)
             val_items += _pieces(feats, labels, s.val)
     classifier = StateClassifier(n_states=states.k_, window=window, epochs=epochs, seed=seed)

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from dcsim.constants import STEP_S
 from dcsim.errors import DcsimInputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,7 +26,7 @@ err = Console(stderr=True)
 @app.command("configs")
 def configs_cmd() -> None:
     """List the shipped calibrated configurations."""
-    from dcsim.power.configs import list_configs
+    from dcsim.configs import list_configs
 
     table = Table(title="shipped configurations")
     table.add_column("name", no_wrap=True)
@@ -64,38 +65,27 @@ def calibrate_cmd(
     out.print(f"wrote {target} (K={config.states.k_}, {config.meta['split']['n_train_samples']} training samples)")
 
 
-def _read_requests(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    import polars as pl
+def _read_requests(path: Path) -> Any:
+    """A request file (CSV or Parquet: arrival_s, n_in, n_out) as a sorted schedule, or one line naming the file."""
+    from dcsim.io import read_table
+    from dcsim.workload.arrivals import Requests
 
-    if not path.is_file():
-        raise DcsimInputError(str(path), "missing", "a CSV or Parquet file with columns arrival_s, n_in, n_out",
-                              problem="file not found")
-    if path.stat().st_size == 0:
-        raise DcsimInputError(str(path), "0 bytes", "a CSV or Parquet file with columns arrival_s, n_in, n_out",
-                              problem="empty file")
-    try:
-        frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
-    except Exception as exc:  # polars raises many types for unreadable files
-        raise DcsimInputError(str(path), type(exc).__name__, "a CSV or Parquet file with columns arrival_s, n_in, n_out",
-                              problem="unreadable") from None
+    allowed = "a CSV or Parquet file with columns arrival_s, n_in, n_out"
+    frame = read_table(path, "requests")
     missing = [c for c in ("arrival_s", "n_in", "n_out") if c not in frame.columns]
-    if missing or frame.height == 0:
-        raise DcsimInputError(str(path), missing or "no rows", "columns arrival_s, n_in, n_out and at least one row",
-                              problem="missing columns" if missing else "empty file")
+    if missing:
+        raise DcsimInputError(str(path), missing, allowed, problem="missing columns")
     try:
         cols = [frame[c].cast(float).to_numpy() for c in ("arrival_s", "n_in", "n_out")]
     except Exception:
         raise DcsimInputError(str(path), "non-numeric values", "numbers in arrival_s, n_in, n_out") from None
-    from dcsim.server import check_requests
-
-    check_requests(*cols, where=str(path))
-    return cols[0], cols[1].astype(np.int64), cols[2].astype(np.int64)
+    return Requests.from_arrays(*cols, where=str(path))
 
 
 def _write_trace(path: Path, t_s: np.ndarray, active: np.ndarray, power_w: np.ndarray) -> None:
     import polars as pl
 
-    from dcsim.export import write_table
+    from dcsim.io import write_table
 
     frame = pl.DataFrame({"t_s": t_s, "active": active, "power_w": power_w})
     write_table(frame, path, fmt="csv" if path.suffix == ".csv" else "parquet")
@@ -112,8 +102,8 @@ def generate_cmd(
 ) -> None:
     """Generate one server's 250 ms power trace (t_s, active, power_w) and print its summary."""
     from dcsim import metrics
-    from dcsim.power.configs import load_config
-    from dcsim.server import simulate_server
+    from dcsim.configs import load_config
+    from dcsim.power.chain import generate_server
     from dcsim.workload.arrivals import Poisson
 
     if (rate is None) == (requests is None):
@@ -127,15 +117,15 @@ def generate_cmd(
             raise DcsimInputError("--rate", rate, "a positive arrival rate in requests per second")
         if duration_s is None or not (np.isfinite(duration_s) and duration_s > 0):
             raise DcsimInputError("--duration-s", duration_s, "a positive duration in seconds (required with --rate)")
-        requests_drawn = Poisson(rate, cfg.tokens).sample(duration_s, rng_arrivals)
-        arrival_s, n_in, n_out = requests_drawn.arrival_s, requests_drawn.n_in, requests_drawn.n_out
+        drawn = Poisson(rate, cfg.tokens).sample(duration_s, rng_arrivals)
     else:
-        arrival_s, n_in, n_out = _read_requests(requests)
+        drawn = _read_requests(requests)
         if duration_s is None:
-            duration_s = float(arrival_s.max()) + 60.0
-    trace = simulate_server(cfg, arrival_s, n_in, n_out, duration_s, rng_sim)
+            duration_s = float(drawn.arrival_s.max()) + 60.0
+    arrival_s = drawn.arrival_s
+    trace = generate_server(cfg, drawn, duration_s, rng_sim)
     _write_trace(out_path, trace.t_s, trace.active, trace.power_w)
-    summary = metrics.planning_summary(trace.power_w, 0.25)
+    summary = metrics.planning_summary(trace.power_w, STEP_S)
     table = Table(title=f"{cfg.name}: {duration_s:g} s, {len(arrival_s)} requests, seed {seed}")
     table.add_column("quantity")
     table.add_column("value", justify="right")
@@ -160,7 +150,7 @@ def run_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar and no summary table"),
 ) -> None:
     """Simulate a facility scenario and write its traces, requests, events, summary and plot."""
-    from dcsim.run import run
+    from dcsim.runner import run
     from dcsim.scenario import load_scenario
 
     run(load_scenario(scenario, sets), out_dir=out_dir, progress=not quiet)
@@ -177,7 +167,7 @@ def validate_cmd(
 ) -> None:
     """Score generated against measured power for a run's own requests (medians over seeds)."""
     from dcsim.measured import load_run
-    from dcsim.power.configs import load_config
+    from dcsim.configs import load_config
     from dcsim.studies.validate import validate
 
     cfg = load_config(config)

@@ -7,12 +7,8 @@ previous output untouched.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,70 +16,10 @@ import numpy as np
 import polars as pl
 
 from dcsim.errors import DcsimInputError
-from dcsim.facility.tree import resample_mean
+from dcsim.io import TABLE_FORMATS, atomic_dir, atomic_file, resample_mean, write_table
 
-__all__ = ["write_table", "long_frame", "atomic_dir", "atomic_file", "to_opendss_loadshape", "to_pypsa_series"]
+__all__ = ["long_frame", "to_opendss_loadshape", "to_pypsa_series"]
 
-TABLE_FORMATS = ("parquet", "csv")
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success move it onto ``path``, on error delete it."""
-    path = Path(path)
-    if path.is_dir():
-        raise DcsimInputError(str(path), "a folder", "a file path", problem="output path is a folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-@contextlib.contextmanager
-def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
-    """Yield an empty temporary folder ``OUT.tmp-XXXX`` beside ``out_dir``; rename it to ``out_dir`` on success.
-
-    An existing ``out_dir`` is replaced only when the block finishes without an exception; on an
-    exception the temporary folder is removed, the old ``out_dir`` (if any) stays as it was, and
-    the exception propagates.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DcsimInputError(str(out_dir), "a file", "a folder path", problem="output path is a file")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.old-", dir=out_dir.parent))
-        old.rmdir()
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out_dir)
-
-
-def write_table(df: pl.DataFrame, path: str | Path, fmt: str = "parquet") -> Path:
-    """Write ``df`` as Parquet (zstd) or CSV (with a header row), atomically; return the path."""
-    if fmt not in TABLE_FORMATS:
-        raise DcsimInputError("format", fmt, ", ".join(TABLE_FORMATS))
-    path = Path(path)
-    with atomic_file(path) as tmp:
-        if fmt == "parquet":
-            df.write_parquet(tmp, compression="zstd")
-        else:
-            df.write_csv(tmp)
-    return path
 
 
 def long_frame(traces: Mapping[str, np.ndarray], dt_s: float, resolution_s: float) -> pl.DataFrame:

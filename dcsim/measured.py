@@ -17,7 +17,7 @@ A run directory holds ``power.csv`` (nvidia-smi samples, local wall-clock time),
 
 Which A_t trains the classifier: neither the engine's ``running`` count kept here nor a count rebuilt
 exactly from the request log, but A_t *simulated* from the run's own arrivals and token counts through
-the fitted latency surrogate and the FIFO-64 queue (``dcsim.calibrate.simulated_active``), because that
+the fitted latency surrogate and the FIFO-64 queue (``dcsim.power.chain.replay_occupancy``), because that
 is what generation feeds the classifier. ``running`` stays on the run for ``dcsim validate --features
 measured`` and for checks. Measured against grid power (Pearson r, all samples;
 ``python calibration/diagnostics.py features``), the engine snapshot is the weakest of the three, most of all where requests are

@@ -686,7 +686,7 @@ class Scenario(_Model):
 
 def _check_config(name: str) -> None:
     """Raise :class:`DcsimInputError` unless ``name`` is a shipped configuration or an artifact folder."""
-    from dcsim.power.configs import resolve_config_dir
+    from dcsim.configs import resolve_config_dir
 
     resolve_config_dir(name)
 

@@ -49,6 +49,8 @@ class FlashCrowd(ArrivalProcess):
 class FewestThenCoolest(Router):
     """The online server with the fewest requests in hand; ties go to the one drawing the least power."""
 
+    reads = "power"  # what choose() looks at: "nothing", "queues" or "power" (the engine picks its path from it)
+
     def choose(self, t_s: float, n_in: int, n_out: int, servers: ServerView, rng: np.random.Generator) -> int:
         idx = servers.online_index()
         load = (servers.active + servers.queued)[idx]
@@ -62,7 +64,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dcsim.run import run
+    from dcsim.runner import run
     from dcsim.scenario import Scenario
 
     scenario = Scenario.from_dict({

@@ -57,7 +57,7 @@ def _digest_dir(out: Path) -> dict[str, str]:
 
 
 def scenario_case(name: str) -> dict[str, str]:
-    from dcsim.run import run
+    from dcsim.runner import run
     from dcsim.scenario import load_scenario
 
     file, sets = SCENARIO_CASES[name]
@@ -96,7 +96,7 @@ def generate_case(name: str) -> dict[str, str]:
 
 def validate_case(name: str, powertrace: Path) -> dict[str, str]:
     from dcsim.measured import load_run
-    from dcsim.power.configs import load_config
+    from dcsim.configs import load_config
     from dcsim.studies.validate import validate
 
     config, campaign, features = VALIDATE_CASES[name]

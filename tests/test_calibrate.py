@@ -10,7 +10,7 @@ import torch
 from dcsim.calibrate import block_masks, calibrate, split_runs
 from dcsim.errors import DcsimInputError
 from dcsim.measured import load_run
-from dcsim.power.configs import load_config
+from dcsim.configs import load_config
 from dcsim.studies.validate import validate
 from synthetic_runs import write_synthetic_run
 
@@ -59,7 +59,7 @@ def test_loaded_configuration_generates_like_the_fitted_one(calibrated):
     _, out, config = calibrated
     loaded = load_config(out)
     active = np.concatenate([np.zeros(40), np.full(80, 6.0), np.zeros(40)])
-    from dcsim.server import power_from_active
+    from dcsim.power.chain import power_from_active
 
     a = power_from_active(config, active, np.random.default_rng(3))
     b = power_from_active(loaded, active, np.random.default_rng(3))

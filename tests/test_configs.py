@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from dcsim.errors import DcsimInputError
-from dcsim.power.configs import TokenQuantiles, list_configs, load_config, resolve_config_dir, shipped_names
+from dcsim.workload.tokens import TokenQuantiles
+from dcsim.configs import list_configs, load_config, resolve_config_dir, shipped_names
 
 REPO = Path(__file__).resolve().parents[1]
 EXPECTED_SHIPPED = {"qwen3-8b_a100_tp1", "qwen3-8b_h100_tp1", "llama-3.1-70b_h100_tp4", "gemma-4-26b-a4b_a100_tp2"}
@@ -69,7 +70,7 @@ def test_a_normal_non_editable_install_finds_the_shipped_artifacts(tmp_path):
     build = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(REPO)],
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
-    code = ("import dcsim, dcsim.power.configs as c; print(dcsim.__file__); print(sorted(c.shipped_names()));"
+    code = ("import dcsim, dcsim.configs as c; print(dcsim.__file__); print(sorted(c.shipped_names()));"
             "print(c.load_config('qwen3-8b_a100_tp1').states.k_)")
     env = dict(os.environ, PYTHONPATH=str(target))
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)

@@ -13,17 +13,18 @@ import pytest
 import torch
 
 from dcsim.errors import DcsimInputError
-from dcsim.facility.engine import (Facility, Stream, choose_path, independent_streams, pooled_streams, power_rows,
-                                   shared_stream, simulate)
+from dcsim.facility.engine import (Facility, Stream, choose_path, independent_streams, pooled_streams, shared_stream,
+                                   simulate_hall as simulate)
 from dcsim.facility.tree import build_tree, server_indices_under
 from dcsim.power.classifier import StateClassifier
-from dcsim.power.configs import CalibratedConfig, TokenQuantiles
+from dcsim.configs import CalibratedConfig
+from dcsim.workload.tokens import TokenQuantiles
 from dcsim.power.states import StateDictionary
 from dcsim.serving.features import active_grid, feature_matrix
 from dcsim.serving.latency import LatencySurrogate
-from dcsim.server import power_from_active
+from dcsim.power.chain import power_from_active, power_rows
 from dcsim.workload.arrivals import ArrivalProcess, Poisson, Requests
-from dcsim.workload.routing import JoinShortestQueue, LeastPower, RandomRouter, RoundRobin
+from dcsim.workload.routing import JoinShortestQueue, LeastPower, RandomRouter, RoundRobin, Router
 from dcsim.workload.tokens import FixedTokens, LognormalTokens
 
 torch.set_num_threads(1)
@@ -249,3 +250,37 @@ def test_bad_inputs_are_refused_naming_the_field(tiny_config):
         simulate(fac, [Stream(Poisson(1.0, TOKENS), [0, 1], JoinShortestQueue())], 10.0, path="fast")
     with pytest.raises(DcsimInputError, match="site.p_base_w"):
         Facility(fac.tree, {"tiny": tiny_config}, p_base_w=[1.0, 2.0, 3.0])
+
+
+class _QueueOnly(Router):
+    """A user's router that declares it reads queue state only."""
+
+    reads = "queues"
+
+    def choose(self, t_s, n_in, n_out, servers, rng):
+        idx = servers.online_index()
+        load = (np.asarray(servers.active) + np.asarray(servers.queued))[idx]
+        return int(idx[np.argmin(load)])
+
+
+class _Undeclared(Router):
+    def choose(self, t_s, n_in, n_out, servers, rng):
+        return 0
+
+
+def test_a_user_router_that_reads_only_queues_runs_on_the_event_path(tiny_config):
+    fac = hall(tiny_config, rows=1, racks=1, per_rack=4)
+    proc = Poisson(8.0, TOKENS)
+    assert choose_path([Stream(proc, [0, 1], _QueueOnly())], None) == "event"
+    assert choose_path([Stream(proc, [0, 1], _Undeclared())], None) == "live"  # may read anything
+    res = simulate(fac, pooled_streams(fac.tree, "rack", proc, _QueueOnly()), 30.0, seed=0)
+    assert res.path == "event"
+    assert res.requests["server"].min() >= 0 and np.unique(res.requests["server"]).size == 4
+
+
+def test_a_router_declaring_something_else_is_refused(tiny_config):
+    class Odd(_QueueOnly):
+        reads = "everything"
+
+    with pytest.raises(DcsimInputError, match="reads.*nothing, queues, power"):
+        Stream(Poisson(1.0, TOKENS), [0, 1], Odd())

@@ -1,4 +1,4 @@
-"""The fast FIFO kernel equals the SimPy reference exactly; simulate_requests draws and schedules."""
+"""The fast FIFO kernel equals the SimPy reference exactly; serve_requests draws and schedules."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dcsim.serving.features import active_grid
-from dcsim.serving.kernel import fifo_schedule, serve_fifo, simulate_requests
+from dcsim.serving.kernel import fifo_schedule, serve_fifo, serve_requests
 from dcsim.serving.latency import LatencySurrogate, tbt_samples_from_run
 from dcsim.serving.queue import serve_fifo_simpy
 
@@ -56,11 +56,11 @@ def surrogate():
     )
 
 
-def test_simulate_requests_is_reproducible_and_consistent():
+def test_serve_requests_is_reproducible_and_consistent():
     arrival = np.cumsum(np.random.default_rng(0).exponential(0.25, 200))
     n_in, n_out = np.full(200, 300.0), np.full(200, 100.0)
-    a = simulate_requests(arrival, n_in, n_out, surrogate(), np.random.default_rng(42))
-    b = simulate_requests(arrival, n_in, n_out, surrogate(), np.random.default_rng(42))
+    a = serve_requests(arrival, n_in, n_out, surrogate(), np.random.default_rng(42))
+    b = serve_requests(arrival, n_in, n_out, surrogate(), np.random.default_rng(42))
     assert np.array_equal(a.end_s, b.end_s)
     assert np.all(a.start_s >= a.arrival_s) and np.all(a.first_token_s > a.start_s)
     tbt = (a.end_s - a.first_token_s) / n_out
@@ -78,7 +78,7 @@ def test_measured_running_count_is_rebuilt_from_its_own_request_log(run_dir):
     n = int((t[-1] - t[0]) / 0.25)
     centres = t[0] + 0.25 * np.arange(n) + 0.125
     engine = e["running"][np.clip(np.searchsorted(t, centres) - 1, 0, t.size - 1)]
-    sim = simulate_requests(r["request_timestamps"] - t[0], r["input_lens"], r["output_lens"], model,
+    sim = serve_requests(r["request_timestamps"] - t[0], r["input_lens"], r["output_lens"], model,
                             np.random.default_rng(0))
     active = active_grid(sim.start_s, sim.end_s, 0.0, n)
     assert np.corrcoef(active, engine)[0, 1] > 0.9

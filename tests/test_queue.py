@@ -77,3 +77,37 @@ def test_bad_inputs_are_named():
         serve_fifo_simpy([0.0], [0.1], [-0.1])
     with pytest.raises(DcsimInputError, match="arrival_s/ttft_s/decode_s"):
         serve_fifo_simpy([0.0, 1.0], [0.1], [0.1])
+
+
+def test_a_trip_loses_every_request_in_hand_and_every_arrival_while_off():
+    env = simpy.Environment()
+    server = FifoServer(env, slots=1)
+    for k in range(3):  # 0: in a slot at the trip, 1: queued, 2: arrives while off
+        env.process(server.serve(float(k), ttft_s=0.5, decode_s=10.0))
+
+    def control():
+        yield env.timeout(1.5)
+        server.trip()
+        yield env.timeout(1.0)
+        server.restore()
+
+    env.process(control())
+    env.process(server.serve(4.0, ttft_s=0.5, decode_s=1.0))  # after the restore: served
+    env.run()
+    assert server.log.lost.tolist() == [True, True, True, False]
+    assert server.served().end_s.tolist() == [5.5]
+    assert server.active == 0 and server.queued == 0
+
+
+def test_a_speed_change_stretches_the_decode_work_left():
+    env = simpy.Environment()
+    server = FifoServer(env, slots=4)
+    env.process(server.serve(0.0, ttft_s=1.0, decode_s=4.0))  # decode 1 → 5 s at full speed
+
+    def cap():
+        yield env.timeout(3.0)  # 2 s of decode done, 2 s of work left
+        server.set_speed(0.5)   # now takes 4 s
+
+    env.process(cap())
+    env.run()
+    assert server.served().end_s.tolist() == [7.0]

@@ -9,8 +9,8 @@ import pytest
 from test_engine import tiny_config  # noqa: F401  (shared fixture)
 
 import dcsim.plots
-from dcsim.power.configs import TokenQuantiles
-from dcsim.run import build_inputs, run
+from dcsim.workload.tokens import TokenQuantiles
+from dcsim.runner import build_inputs, run
 from dcsim.scenario import Scenario
 
 
@@ -121,3 +121,13 @@ def test_a_breaker_scenario_writes_its_events(tiny_config, tmp_path):
     assert res.summary["events"]["trip"] >= 1 and res.summary["requests"]["lost"] > 0
     assert res.summary["policy"]["config"]["trip_time_s"] == 3.0
     assert res.summary["engine_path"] == "live"
+
+
+def test_dcsim_run_can_be_called_again_in_the_same_process(tiny_config, tmp_path):
+    import dcsim
+
+    sc = scenario()
+    first = dcsim.run(sc, out_dir=tmp_path / "a", progress=False, configs={"tiny": tiny_config})
+    second = dcsim.run(sc, out_dir=tmp_path / "b", progress=False, configs={"tiny": tiny_config})
+    assert callable(dcsim.run)
+    np.testing.assert_array_equal(first.trace("site", 1.0), second.trace("site", 1.0))

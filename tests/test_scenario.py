@@ -76,7 +76,7 @@ def test_every_shipped_scenario_loads_and_round_trips(name):
 
 def test_shipped_scenarios_pass_the_real_configuration_check(monkeypatch):
     monkeypatch.undo()
-    configs = pytest.importorskip("dcsim.power.configs", reason="dcsim.power.configs not importable yet")
+    configs = pytest.importorskip("dcsim.configs", reason="dcsim.configs not importable yet")
     try:
         shipped = set(configs.shipped_names())
     except Exception as e:  # no artifacts package yet
@@ -226,7 +226,7 @@ def test_an_unknown_configuration_is_refused_where_it_is_named():
 
 def test_the_real_configuration_check_uses_resolve_config_dir(monkeypatch, tmp_path):
     monkeypatch.undo()
-    pytest.importorskip("dcsim.power.configs", reason="dcsim.power.configs not importable yet")
+    pytest.importorskip("dcsim.configs", reason="dcsim.configs not importable yet")
     art = tmp_path / "artifacts" / "my_cfg"
     art.mkdir(parents=True)
     (art / "meta.json").write_text("{}")

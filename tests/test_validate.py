@@ -6,7 +6,7 @@ import pytest
 
 from dcsim.errors import DcsimInputError
 from dcsim.measured import load_run
-from dcsim.power.configs import load_config
+from dcsim.configs import load_config
 from dcsim.studies.validate import score, scored_mask, validate
 
 

@@ -28,6 +28,7 @@ import networkx as nx
 import numpy as np
 
 from dcsim.errors import DcsimInputError
+from dcsim.io import resample_mean
 
 __all__ = [
     "LEVELS",
@@ -262,34 +263,6 @@ def finish_sums(tree: nx.DiGraph, sums: dict[str, np.ndarray], pue: float) -> di
         sums[parent] += sums[name]
     sums[SITE] *= float(pue)
     return sums
-
-
-def resample_mean(power_w: np.ndarray, dt_s: float, resolution_s: float) -> np.ndarray:
-    """Block means over the last axis: ``(..., T)`` at ``dt_s`` → ``(..., T // k)`` at ``resolution_s = k·dt_s``.
-
-    Output sample ``i`` is the mean over ``[i·resolution_s, (i+1)·resolution_s)``. A trailing partial
-    block is dropped, so every output sample averages exactly ``k`` inputs (at most one block's
-    energy at the end is left out). ``resolution_s`` must be a whole multiple of ``dt_s`` and no
-    longer than the trace.
-
-    >>> resample_mean(np.array([1.0, 3.0, 5.0, 7.0, 9.0]), 0.25, 0.5)
-    array([2., 6.])
-    """
-    power = np.asarray(power_w, dtype=np.float64)
-    if not (np.isfinite(dt_s) and dt_s > 0):
-        raise DcsimInputError("dt_s", dt_s, "a positive step in seconds")
-    ratio = resolution_s / dt_s if np.isfinite(resolution_s) and resolution_s > 0 else np.nan
-    k = int(round(ratio)) if np.isfinite(ratio) else 0
-    if k < 1 or abs(ratio - k) > 1e-9 * max(1.0, ratio):
-        raise DcsimInputError("resolution_s", resolution_s, f"a positive whole multiple of dt_s = {dt_s} s")
-    if power.ndim < 1 or power.shape[-1] < k:
-        raise DcsimInputError("resolution_s", resolution_s,
-                              f"at most the trace length ({power.shape[-1] if power.ndim else 0} × {dt_s} s)")
-    if k == 1:
-        return power.copy()
-    n_blocks = power.shape[-1] // k
-    blocks = power[..., : n_blocks * k].reshape(*power.shape[:-1], n_blocks, k)
-    return blocks.mean(axis=-1)
 
 
 def _config_list(configs: list[str] | str, n_servers: int) -> list[str]:

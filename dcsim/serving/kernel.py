@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from dcsim.serving.latency import LatencySurrogate
-from dcsim.serving.queue import DEFAULT_SLOTS, ServedRequests, check_requests, check_slots
+from dcsim.serving.queue import DEFAULT_SLOTS, ServedRequests, check_durations, check_slots
 
 
 def _start_times(arrival: np.ndarray, first_part: np.ndarray, second_part: np.ndarray, slots: int) -> np.ndarray:
@@ -37,19 +37,19 @@ def _start_times(arrival: np.ndarray, first_part: np.ndarray, second_part: np.nd
 
 def fifo_schedule(arrival_s: Any, service_s: Any, slots: int = DEFAULT_SLOTS) -> np.ndarray:
     """Start time (s) of each request in a FIFO queue with `slots` servers; request order."""
-    arrival, service = check_requests(arrival_s, ("service_s", service_s))
+    arrival, service = check_durations(arrival_s, ("service_s", service_s))
     return _start_times(arrival, service, np.zeros_like(service), check_slots(slots))
 
 
 def serve_fifo(arrival_s: Any, ttft_s: Any, decode_s: Any, slots: int = DEFAULT_SLOTS) -> ServedRequests:
     """Same as `queue.serve_fifo_simpy` (decode_s = n_out × tbt_s), without SimPy."""
-    arrival, ttft, decode = check_requests(arrival_s, ("ttft_s", ttft_s), ("decode_s", decode_s))
+    arrival, ttft, decode = check_durations(arrival_s, ("ttft_s", ttft_s), ("decode_s", decode_s))
     start = _start_times(arrival, ttft, decode, check_slots(slots))
     first_token = start + ttft
     return ServedRequests(arrival, start, first_token, first_token + decode)
 
 
-def simulate_requests(
+def serve_requests(
     arrival_s: Any,
     n_in: Any,
     n_out: Any,
@@ -61,7 +61,7 @@ def simulate_requests(
 
     decode_i = n_out_i × tbt_i. Draw order (all TTFTs, then all TBTs) is part of the seeding contract.
     """
-    arrival, n_in_, n_out_ = check_requests(arrival_s, ("n_in", n_in), ("n_out", n_out))
+    arrival, n_in_, n_out_ = check_durations(arrival_s, ("n_in", n_in), ("n_out", n_out))
     ttft = surrogate.sample_ttft_s(n_in_, rng)
     tbt = surrogate.sample_tbt_s(n_out_.size, rng)
     return serve_fifo(arrival, ttft, n_out_ * tbt, slots)

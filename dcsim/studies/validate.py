@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dcsim import metrics
-from dcsim.calibrate import simulated_active
 from dcsim.errors import DcsimInputError
 from dcsim.measured import MeasuredRun, segments_of
-from dcsim.power.configs import CalibratedConfig
-from dcsim.server import power_from_active
+from dcsim.configs import CalibratedConfig
+from dcsim.power.chain import power_from_active, replay_occupancy
 
 FEATURES = ("simulated", "measured")
 ACF_MAX_LAG = 50  # lags 1..50 (12.5 s), as the paper
@@ -96,7 +95,7 @@ def validate(config: CalibratedConfig, run: MeasuredRun, seeds: int = 5, feature
         if features == "measured":
             active = np.nan_to_num(run.running, nan=0.0)
         else:
-            active = simulated_active(run, config.surrogate, rng_serve, slots=config.slots)
+            active = replay_occupancy(run, config.surrogate, rng_serve, slots=config.slots)
         generated = power_from_active(config, active, rng_power)
         per_seed.append(score(run.power_w, generated, mask, run.dt_s))
         if first is None:

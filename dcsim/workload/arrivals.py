@@ -34,7 +34,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from dcsim.errors import DcsimInputError
-from dcsim.workload.tokens import EmpiricalTokens, TokenSource, read_csv_table, token_columns
+from dcsim.io import read_table
+from dcsim.workload.tokens import EmpiricalTokens, TokenSource, token_columns
 
 __all__ = ["Requests", "ArrivalProcess", "Poisson", "RateProfile", "TraceReplay", "thin", "split_shared",
            "load_plugin"]
@@ -73,6 +74,35 @@ class Requests:
 
     def __len__(self) -> int:
         return len(self.arrival_s)
+
+    @classmethod
+    def from_arrays(cls, arrival_s: Any, n_in: Any, n_out: Any, where: str = "requests") -> Requests:
+        """A user's request arrays (any order) as a schedule sorted by arrival (stable), or one
+        :class:`DcsimInputError` naming ``where`` and the column: unequal lengths, non-finite or negative times,
+        token counts that are not whole numbers ≥ 1."""
+        cols = {"arrival_s": arrival_s, "n_in": n_in, "n_out": n_out}
+        arrays = {}
+        for key, values in cols.items():
+            try:
+                arrays[key] = np.asarray(values, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError):
+                raise DcsimInputError(f"{where}: {key}", "non-numeric values", "numbers") from None
+        lengths = {k: v.size for k, v in arrays.items()}
+        if len(set(lengths.values())) != 1:
+            raise DcsimInputError(where, lengths, "columns of equal length", problem="columns of unequal length")
+        for key, low, what in (("arrival_s", 0.0, "finite seconds >= 0 from the start"),
+                               ("n_in", 1, "whole numbers of tokens >= 1"), ("n_out", 1, "whole numbers of tokens >= 1")):
+            arr = arrays[key]
+            bad = ~np.isfinite(arr) | (arr < low)
+            if key != "arrival_s":
+                bad |= np.isfinite(arr) & (arr != np.round(arr))
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise DcsimInputError(f"{where}: {key}", float(arr[i]), what,
+                                      problem=f"{int(bad.sum())} bad value(s), first in row {i + 1}")
+        order = np.argsort(arrays["arrival_s"], kind="stable")
+        return cls(arrays["arrival_s"][order], arrays["n_in"][order].astype(np.int64),
+                   arrays["n_out"][order].astype(np.int64))
 
     def slice(self, mask_or_index: np.ndarray | slice) -> Requests:
         """The requests selected by a boolean mask, an ascending index array or a slice."""
@@ -490,7 +520,7 @@ def _as_table(path_or_table: Any) -> tuple[Any, str]:
         except Exception as e:
             raise DcsimInputError("table", type(e).__name__, "a dict of equal-length columns") from None
     elif isinstance(path_or_table, (str, Path)):
-        table, where = read_csv_table(path_or_table), str(path_or_table)
+        table, where = read_table(path_or_table), str(path_or_table)
     else:
         raise DcsimInputError("path_or_table", type(path_or_table).__name__, "a CSV path, a polars DataFrame or a dict")
     if table.height == 0:

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from dcsim.workload.arrivals import load_plugin
 
 __all__ = ["ServerView", "Router", "RoundRobin", "RandomRouter", "JoinShortestQueue", "LeastPower",
-           "NoServerOnline", "load_router"]
+           "NoServerOnline", "load_router", "READS"]
 
 
 class NoServerOnline(RuntimeError):
@@ -60,8 +60,21 @@ def _argmin_random(values: np.ndarray, candidates: np.ndarray, rng: np.random.Ge
     return int(best[0] if len(best) == 1 else best[rng.integers(len(best))])
 
 
+READS = ("nothing", "queues", "power")
+"""What a router may look at in its :class:`ServerView`, from least to most: nothing of the servers (its choice
+can be made before the run), queue state (``active``, ``queued``, ``online``), or power too (``power_w``)."""
+
+
 class Router(ABC):
-    """Chooses the server for each request of a pooled stream. Subclass it and implement :meth:`choose`."""
+    """Chooses the server for each request of a pooled stream. Subclass it and implement :meth:`choose`.
+
+    Declare what :meth:`choose` reads in the class attribute ``reads`` (one of :data:`READS`): the engine takes
+    the cheapest path that can serve it (``"nothing"``: the fast kernel; ``"queues"``: the SimPy event path;
+    ``"power"``: the live path, which generates power as the run goes). A router that does not say is
+    assumed to read power. A subclass inherits its parent's declaration: restate it if you read more.
+    """
+
+    reads: ClassVar[str] = "power"
 
     @abstractmethod
     def choose(self, t_s: float, n_in: int, n_out: int, servers: ServerView, rng: np.random.Generator) -> int:
@@ -77,6 +90,8 @@ class Router(ABC):
 
 class RoundRobin(Router):
     """Servers in turn, 0, 1, 2, ...; an offline server is passed over."""
+
+    reads = "nothing"
 
     def __init__(self) -> None:
         self.next_ = 0
@@ -96,6 +111,8 @@ class RoundRobin(Router):
 class RandomRouter(Router):
     """A uniformly random online server."""
 
+    reads = "nothing"
+
     def choose(self, t_s: float, n_in: int, n_out: int, servers: ServerView, rng: np.random.Generator) -> int:
         idx = servers.online_index()
         return int(idx[rng.integers(len(idx))])
@@ -103,6 +120,8 @@ class RandomRouter(Router):
 
 class JoinShortestQueue(Router):
     """The online server with the fewest requests in hand (active + queued), ties at random."""
+
+    reads = "queues"
 
     def choose(self, t_s: float, n_in: int, n_out: int, servers: ServerView, rng: np.random.Generator) -> int:
         idx = servers.online_index()
@@ -112,6 +131,8 @@ class JoinShortestQueue(Router):
 
 class LeastPower(Router):
     """The online server drawing the least power now, ties at random; no reading yet (NaN) counts as 0 W."""
+
+    reads = "power"
 
     def choose(self, t_s: float, n_in: int, n_out: int, servers: ServerView, rng: np.random.Generator) -> int:
         idx = servers.online_index()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from dcsim.errors import DcsimInputError
+from dcsim.io import read_table
 
 __all__ = ["TokenSource", "EmpiricalTokens", "LognormalTokens", "FixedTokens", "BUILTIN_TOKEN_TABLES"]
 
@@ -150,25 +152,6 @@ def _pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, 
                           f"no {what} column")
 
 
-def read_csv_table(path: str | Path) -> Any:
-    """Read a CSV with polars, turning file problems into a :class:`DcsimInputError` that names the file."""
-    import polars as pl
-
-    path = Path(path)
-    if not path.is_file():
-        raise DcsimInputError(str(path), str(path), "an existing CSV file", "file not found")
-    try:
-        table = pl.read_csv(path, comment_prefix="#", infer_schema_length=10000)
-    except pl.exceptions.NoDataError:
-        raise DcsimInputError(str(path), "empty file", "a CSV with a header and at least one row", "empty CSV") from None
-    except (pl.exceptions.PolarsError, UnicodeDecodeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DcsimInputError(str(path), first, "a well-formed comma-separated file", "malformed CSV") from None
-    if table.height == 0:
-        raise DcsimInputError(str(path), 0, "a CSV with at least one data row", "no rows")
-    return table
-
-
 def token_columns(table: Any, where: str, in_col: str | None = None, out_col: str | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Prompt and output token columns of a polars table as int64 arrays (>= 1), errors naming the column."""
@@ -217,7 +200,7 @@ class EmpiricalTokens(TokenSource):
     def from_csv(cls, path: str | Path, in_col: str | None = None, out_col: str | None = None) -> EmpiricalTokens:
         """Load pairs from a CSV; columns default to the first found of ``n_in``/``ContextTokens``/
         ``input_lens``/... and ``n_out``/``GeneratedTokens``/``output_lens``/..."""
-        table = read_csv_table(path)
+        table = read_table(path)
         n_in, n_out = token_columns(table, str(path), in_col, out_col)
         return cls(n_in, n_out, name=str(path))
 
@@ -229,7 +212,7 @@ class EmpiricalTokens(TokenSource):
             raise DcsimInputError("tokens.builtin", name, f"one of {list(BUILTIN_TOKEN_TABLES)}")
         ref = resources.files("dcsim.workload.data") / f"{name}_tokens.csv"
         with resources.as_file(ref) as path:
-            table = read_csv_table(path)
+            table = read_table(path)
             n_in, n_out = token_columns(table, str(path), "n_in", "n_out")
         return cls(n_in, n_out, name=name)
 
@@ -262,3 +245,42 @@ class EmpiricalTokens(TokenSource):
         return {**super().config(), "name": self.name, "n_pairs": int(len(self.n_in)),
                 "scale_in": self.scale_in, "scale_out": self.scale_out,
                 "mean_in": round(m_in, 3), "mean_out": round(m_out, 3)}
+
+
+@dataclass
+class TokenQuantiles(TokenSource):
+    """Marginal quantile tables of prompt and output tokens; sampled by inverse CDF (independent marginals).
+
+    Built from the training requests of a configuration, so ``dcsim generate --rate`` draws requests like
+    the ones the configuration was measured on.
+    """
+
+    n_in_q: np.ndarray
+    n_out_q: np.ndarray
+
+    @classmethod
+    def from_requests(cls, n_in: np.ndarray, n_out: np.ndarray, n_quantiles: int = 101) -> "TokenQuantiles":
+        q = np.linspace(0.0, 1.0, n_quantiles)
+        return cls(np.quantile(np.asarray(n_in, float), q), np.quantile(np.asarray(n_out, float), q))
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n`` (n_in, n_out) pairs, each at least 1 token."""
+        grid = np.linspace(0.0, 1.0, len(self.n_in_q))
+        n_in = np.interp(rng.random(n), grid, self.n_in_q)
+        n_out = np.interp(rng.random(n), grid, self.n_out_q)
+        return (np.maximum(1, np.rint(n_in)).astype(np.int64), np.maximum(1, np.rint(n_out)).astype(np.int64))
+
+    def mean_tokens(self) -> tuple[float, float]:
+        """Mean prompt and output tokens of the quantile tables (trapezoidal over the CDF)."""
+        return float(np.trapezoid(self.n_in_q, dx=1 / (len(self.n_in_q) - 1))), \
+            float(np.trapezoid(self.n_out_q, dx=1 / (len(self.n_out_q) - 1)))
+
+    def config(self) -> dict:
+        return {**super().config(), "mean_tokens": self.mean_tokens()}
+
+    def to_dict(self) -> dict:
+        return {"n_in_quantiles": self.n_in_q.tolist(), "n_out_quantiles": self.n_out_q.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TokenQuantiles":
+        return cls(np.asarray(d["n_in_quantiles"], float), np.asarray(d["n_out_quantiles"], float))

@@ -28,48 +28,10 @@ from dcsim.errors import DcsimInputError
 from dcsim.power.classifier import StateClassifier
 from dcsim.power.states import StateDictionary
 from dcsim.serving.latency import LatencySurrogate
-from dcsim.workload.tokens import TokenSource
+from dcsim.io import atomic_dir, json_ready
+from dcsim.workload.tokens import TokenQuantiles
 
 ARTIFACT_FILES = ("states.json", "surrogate.json", "tokens.json", "classifier.pt")
-
-
-@dataclass
-class TokenQuantiles(TokenSource):
-    """Marginal quantile tables of prompt and output tokens; sampled by inverse CDF (independent marginals).
-
-    Built from the training requests of a configuration, so ``dcsim generate --rate`` draws requests like
-    the ones the configuration was measured on.
-    """
-
-    n_in_q: np.ndarray
-    n_out_q: np.ndarray
-
-    @classmethod
-    def from_requests(cls, n_in: np.ndarray, n_out: np.ndarray, n_quantiles: int = 101) -> "TokenQuantiles":
-        q = np.linspace(0.0, 1.0, n_quantiles)
-        return cls(np.quantile(np.asarray(n_in, float), q), np.quantile(np.asarray(n_out, float), q))
-
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Draw ``n`` (n_in, n_out) pairs, each at least 1 token."""
-        grid = np.linspace(0.0, 1.0, len(self.n_in_q))
-        n_in = np.interp(rng.random(n), grid, self.n_in_q)
-        n_out = np.interp(rng.random(n), grid, self.n_out_q)
-        return (np.maximum(1, np.rint(n_in)).astype(np.int64), np.maximum(1, np.rint(n_out)).astype(np.int64))
-
-    def mean_tokens(self) -> tuple[float, float]:
-        """Mean prompt and output tokens of the quantile tables (trapezoidal over the CDF)."""
-        return float(np.trapezoid(self.n_in_q, dx=1 / (len(self.n_in_q) - 1))), \
-            float(np.trapezoid(self.n_out_q, dx=1 / (len(self.n_out_q) - 1)))
-
-    def config(self) -> dict:
-        return {**super().config(), "mean_tokens": self.mean_tokens()}
-
-    def to_dict(self) -> dict:
-        return {"n_in_quantiles": self.n_in_q.tolist(), "n_out_quantiles": self.n_out_q.tolist()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TokenQuantiles":
-        return cls(np.asarray(d["n_in_quantiles"], float), np.asarray(d["n_out_quantiles"], float))
 
 
 @dataclass
@@ -99,8 +61,6 @@ def _sha256(path: Path) -> str:
 
 def save_config(config: CalibratedConfig, out_dir: str | Path) -> Path:
     """Write the artifact folder atomically (a temporary folder renamed when complete); return its path."""
-    from dcsim.export import atomic_dir
-
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         (tmp / "states.json").write_text(json.dumps(config.states.to_dict(), indent=1))
@@ -110,20 +70,10 @@ def save_config(config: CalibratedConfig, out_dir: str | Path) -> Path:
         meta = dict(config.meta)
         meta["name"] = config.name
         meta["checksums_sha256"] = {f: _sha256(tmp / f) for f in ARTIFACT_FILES}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
+        (tmp / "meta.json").write_text(json.dumps(json_ready(meta), indent=1))
     config.path = out_dir
     config.meta = meta
     return out_dir
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def shipped_dir() -> Path:

@@ -1,7 +1,7 @@
-"""Run a scenario end to end and write its outputs: ``run(load_scenario("scenarios/default.toml"))``.
+"""Run a scenario end to end and write its outputs: ``dcsim.run(dcsim.load_scenario("scenarios/default.toml"))``.
 
 The scenario becomes explicit objects (tree, calibrated configurations, request streams, control
-policy), :func:`dcsim.facility.engine.simulate` runs them, and the results are written to one folder
+policy), :func:`dcsim.facility.engine.simulate_hall` runs them, and the results are written to one folder
 (default ``out/<scenario name>``), filled as a temporary folder and renamed when complete:
 
 - ``site.parquet``, ``rows.parquet``, ``racks.parquet`` (``servers.parquet`` when asked), one per level
@@ -30,9 +30,9 @@ import polars as pl
 
 from dcsim.errors import DcsimInputError
 from dcsim.facility.control import make_policy
-from dcsim.facility.engine import EVENT_COLUMNS, EngineResult, Facility, Stream, simulate
+from dcsim.facility.engine import EVENT_COLUMNS, EngineResult, Facility, Stream, simulate_hall
 from dcsim.facility.tree import LEVELS, nodes_at, resample_mean, servers
-from dcsim.power.configs import CalibratedConfig, load_config
+from dcsim.configs import CalibratedConfig, load_config
 from dcsim.workload.tokens import TokenSource
 
 __all__ = ["RunResult", "run", "build_inputs", "LEVEL_FILES"]
@@ -202,7 +202,7 @@ def _summary(scenario: Any, result: EngineResult, tree: Any, levels: list[str], 
 
 def _write(out_dir: Path, scenario: Any, result: EngineResult, tree: Any, frames: dict[str, pl.DataFrame],
            requests: pl.DataFrame, events: pl.DataFrame, summary: dict[str, Any]) -> None:
-    from dcsim.export import atomic_dir, write_table
+    from dcsim.io import atomic_dir, write_table
 
     o = scenario.outputs
     with atomic_dir(out_dir) as tmp:
@@ -287,11 +287,11 @@ def run(scenario: Any, out_dir: str | Path | None = None, progress: bool = True,
             def report(done: float, total: float, phase: str) -> None:
                 bar.update(task, completed=done / total if total else 1.0, description=f"{name}: {phase}")
 
-            result = simulate(facility, streams, sim.duration_s, seed=sim.seed, dt_s=sim.step_s, policy=policy,
+            result = simulate_hall(facility, streams, sim.duration_s, seed=sim.seed, dt_s=sim.step_s, policy=policy,
                               interval_s=scenario.control.interval_s, keep_servers="server" in levels,
                               progress=report, **kwargs)
     else:
-        result = simulate(facility, streams, sim.duration_s, seed=sim.seed, dt_s=sim.step_s, policy=policy,
+        result = simulate_hall(facility, streams, sim.duration_s, seed=sim.seed, dt_s=sim.step_s, policy=policy,
                           interval_s=scenario.control.interval_s, keep_servers="server" in levels, **kwargs)
     tree = facility.tree
     resolutions = sorted(float(r) for r in scenario.outputs.resolutions_s)
