@@ -89,7 +89,7 @@ def power_models(data: Path, name: str) -> None:
     run = load_run(path)
     print(f"{name} held-out block: power per state, K | KS / ACF R2 / NRMSE / dE %")
     for ar1, k in ((False, None), (True, None), (False, 10), (True, 10)):
-        config = calibrate("study", [path], roles=["blocks"], moe=ar1, k=k)
+        config = calibrate("study", [path], roles=["blocks"], ar1=ar1, k=k)
         v = validate(config, run, seeds=5)
         print(f"  {'AR(1)' if ar1 else 'i.i.d.'} K={config.states.k_} | {v.ks:.3f} / {v.acf_r2:.3f} / {v.nrmse:.3f} /"
               f" {v.delta_energy_pct:+.1f}", flush=True)

@@ -151,7 +151,7 @@ def _pieces(features: np.ndarray, labels: np.ndarray, mask: np.ndarray, min_len:
 
 
 def calibrate(name: str, run_dirs: Sequence[str | Path], roles: Sequence[str] | None = None, k: int | None = None,
-              moe: bool | None = None, seed: int = 0, feature_draws: int = 8, epochs: int = 300, window: int = 128,
+              ar1: bool | None = None, seed: int = 0, feature_draws: int = 8, epochs: int = 300, window: int = 128,
               k_range: tuple[int, int] = (2, 16), out_dir: str | Path | None = None, provenance: str = "",
               log: Callable[[str], None] | None = None) -> CalibratedConfig:
     """Fit every part of a configuration from measured runs and (when ``out_dir`` is given) write its artifact folder."""
@@ -164,7 +164,7 @@ def calibrate(name: str, run_dirs: Sequence[str | Path], roles: Sequence[str] | 
         raise DcsimInputError("RUN_DIR", {r.name: r.n_gpus for r in runs},
                               "runs of one configuration (the same number of GPUs per server)",
                               problem="runs mix server sizes")
-    moe = any(r.is_moe for r in runs) if moe is None else moe
+    ar1 = any(r.is_moe for r in runs) if ar1 is None else ar1
     splits = split_runs(runs, roles)
     for s in splits:
         say(f"  {s.run.name}: {s.role} (train {int(s.train.sum())}, val {int(s.val.sum())}, test {int(s.test.sum())} samples,"
@@ -175,7 +175,7 @@ def calibrate(name: str, run_dirs: Sequence[str | Path], roles: Sequence[str] | 
         f" TBT median {np.exp(surrogate.mu_log_tbt_) * 1e3:.1f} ms sigma_log={surrogate.sigma_log_tbt_:.3f}")
 
     train_power = [s.run.power_w[a:b] for s in splits for a, b in segments_of(s.train)]
-    states = StateDictionary(k=k, k_range=k_range, moe=moe, seed=seed).fit(train_power)
+    states = StateDictionary(k=k, k_range=k_range, ar1=ar1, seed=seed).fit(train_power)
     say(f"  states: K={states.k_} (BIC over {k_range[0]}..{k_range[1]}), means {np.round(states.means_).astype(int).tolist()} W")
 
     rng = np.random.default_rng(seed)
@@ -203,7 +203,8 @@ def calibrate(name: str, run_dirs: Sequence[str | Path], roles: Sequence[str] | 
         "gpu": first.manifest.get("hardware"),
         "tp": first.manifest.get("tp", first.n_gpus),
         "n_gpus": first.n_gpus,
-        "moe": bool(moe),
+        "moe": any(r.is_moe for r in runs),
+        "power_noise": "ar1" if ar1 else "iid",
         "slots": slots,
         "dt_s": first.dt_s,
         "k": states.k_,

@@ -36,7 +36,7 @@ def configs_cmd() -> None:
     rows = list_configs()
     for row in rows:
         campaigns = sorted({r.split("/")[0] for r in row["train_runs"]})
-        table.add_row(row["name"], str(row["k"]), str(row["n_gpus"]), "AR(1)" if row["moe"] else "i.i.d.",
+        table.add_row(row["name"], str(row["k"]), str(row["n_gpus"]), "AR(1)" if row["ar1"] else "i.i.d.",
                       str(row["train_samples"]), "\n".join(campaigns))
     out.print(table)
     for row in rows:
@@ -49,7 +49,7 @@ def calibrate_cmd(
     name: str = typer.Option(..., "--name", help="configuration name, e.g. qwen3-8b_a100_tp1"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="artifact folder (default calibration/artifacts/NAME)"),
     k: Optional[int] = typer.Option(None, "--k", help="fix the number of power states instead of choosing by BIC"),
-    moe: Optional[bool] = typer.Option(None, "--moe/--dense", help="AR(1) power per state (default: from the manifest)"),
+    ar1: Optional[bool] = typer.Option(None, "--ar1/--iid", help="AR(1) power per state (default: AR(1) for a mixture-of-experts model, from the manifest)"),
     seed: int = typer.Option(0, "--seed"),
     epochs: int = typer.Option(300, "--epochs", help="most classifier epochs (early stopping usually ends sooner)"),
 ) -> None:
@@ -60,7 +60,7 @@ def calibrate_cmd(
         raise DcsimInputError("--k", k, "an integer >= 1")
     target = out_dir or Path("calibration") / "artifacts" / name
     out.print(f"calibrating [bold]{name}[/] from {len(run_dirs)} run(s)")
-    config = calibrate(name, [str(d) for d in run_dirs], k=k, moe=moe, seed=seed, epochs=epochs, out_dir=target,
+    config = calibrate(name, [str(d) for d in run_dirs], k=k, ar1=ar1, seed=seed, epochs=epochs, out_dir=target,
                        log=out.print)
     out.print(f"wrote {target} (K={config.states.k_}, {config.meta['split']['n_train_samples']} training samples)")
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from dcsim.constants import SLOTS_PER_SERVER
 from dcsim.errors import DcsimInputError
 from dcsim.power.classifier import StateClassifier
 from dcsim.power.states import StateDictionary
@@ -52,7 +53,7 @@ class CalibratedConfig:
 
     @property
     def slots(self) -> int:
-        return int(self.meta.get("slots", 64))
+        return int(self.meta.get("slots", SLOTS_PER_SERVER))
 
 
 def _sha256(path: Path) -> str:
@@ -137,6 +138,7 @@ def list_configs() -> list[dict[str, Any]]:
             "gpu": meta.get("gpu"),
             "model": meta.get("model"),
             "moe": meta.get("moe"),
+            "ar1": meta.get("power_noise", "ar1" if meta.get("moe") else "iid") == "ar1",
             "train_runs": [r["name"] for r in meta.get("runs", []) if r.get("role") in ("train", "blocks")],
             "train_samples": meta.get("split", {}).get("n_train_samples"),
             "provenance": meta.get("provenance", ""),

@@ -44,3 +44,34 @@ def as_1d_array(where: str, values: Any, what: str = "numbers", *, finite: bool 
             raise DcsimInputError(where, float(arr[i]), "finite numbers only (no NaN or inf)",
                                   problem=f"sample {i} is not finite")
     return arr
+
+
+def check_number(where: str, value: Any, allowed: str, *, low: float = 0.0, low_open: bool = False,
+                 high: float = float("inf"), high_open: bool = True, integer: bool = False) -> float | int:
+    """``value`` as a float (an int with ``integer``) inside [low, high] (open ends where asked), or a
+    DcsimInputError naming ``where``, the value and ``allowed``. The one scalar check at the library's
+    boundaries; booleans, NaN and infinities are refused.
+
+    >>> check_number("dt_s", 0.25, "a positive number of seconds", low_open=True)
+    0.25
+    """
+    import math
+
+    if isinstance(value, bool):
+        raise DcsimInputError(where, value, allowed)
+    if integer:
+        import numpy as np
+
+        if not isinstance(value, (int, np.integer)):
+            raise DcsimInputError(where, value, allowed)
+        v: float | int = int(value)
+    else:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise DcsimInputError(where, value, allowed) from None
+        if not math.isfinite(v):
+            raise DcsimInputError(where, value, allowed)
+    if v < low or (low_open and v == low) or v > high or (high_open and v == high):
+        raise DcsimInputError(where, value, allowed)
+    return v

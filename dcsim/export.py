@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from dcsim.errors import DcsimInputError
+from dcsim.errors import DcsimInputError, check_number
 from dcsim.io import TABLE_FORMATS, atomic_dir, atomic_file, resample_mean, write_table
 
 __all__ = ["long_frame", "to_opendss_loadshape", "to_pypsa_series"]
@@ -122,7 +122,4 @@ def _trace_1d(power_w: np.ndarray, where: str) -> np.ndarray:
 
 
 def _check_dt(dt_s: float) -> None:
-    if isinstance(dt_s, bool) or not isinstance(dt_s, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(dt_s) or dt_s <= 0:
-        raise DcsimInputError("dt_s", dt_s, "a positive step in seconds")
-
+    check_number("dt_s", dt_s, "a positive step in seconds", low_open=True)

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from dcsim.errors import DcsimInputError, as_1d_array
+from dcsim.constants import STEP_S
+from dcsim.errors import DcsimInputError, check_number, as_1d_array
 
 __all__ = [
     "ks_statistic",
@@ -44,7 +45,6 @@ __all__ = [
     "planning_summary",
 ]
 
-DT_S = 0.25
 JOULES_PER_KWH = 3.6e6
 
 
@@ -67,13 +67,7 @@ def _pair(measured_w: Any, synthetic_w: Any, paired: bool) -> tuple[np.ndarray, 
 
 
 def _positive(value: Any, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise DcsimInputError(name, value, "a positive number of seconds") from None
-    if not np.isfinite(v) or v <= 0:
-        raise DcsimInputError(name, value, "a positive number of seconds")
-    return v
+    return check_number(name, value, "a positive number of seconds", low_open=True)
 
 
 def _max_lag(max_lag: Any, n: int, name: str = "max_lag") -> int:
@@ -145,7 +139,7 @@ def nrmse(measured_w: np.ndarray, synthetic_w: np.ndarray) -> float:
     return _ratio(rmse, float(np.ptp(m)))
 
 
-def delta_energy_pct(measured_w: np.ndarray, synthetic_w: np.ndarray, dt_s: float = DT_S) -> float:
+def delta_energy_pct(measured_w: np.ndarray, synthetic_w: np.ndarray, dt_s: float = STEP_S) -> float:
     """Signed energy error in percent: (E_syn − E_meas) / E_meas × 100 over the whole trace.
 
     Positive when the synthetic trace uses more energy. Energy is Σ power × dt_s (the step cancels
@@ -158,7 +152,7 @@ def delta_energy_pct(measured_w: np.ndarray, synthetic_w: np.ndarray, dt_s: floa
 
 
 def fidelity(
-    measured_w: np.ndarray, synthetic_w: np.ndarray, dt_s: float = DT_S, max_lag: int = 50
+    measured_w: np.ndarray, synthetic_w: np.ndarray, dt_s: float = STEP_S, max_lag: int = 50
 ) -> dict[str, float]:
     """All four fidelity metrics of one synthetic trace against one measured trace of equal length.
 
@@ -204,13 +198,13 @@ def coefficient_of_variation(power_w: np.ndarray) -> float:
     return _ratio(float(p.std()), float(p.mean()))
 
 
-def energy_kwh(power_w: np.ndarray, dt_s: float = DT_S) -> float:
+def energy_kwh(power_w: np.ndarray, dt_s: float = STEP_S) -> float:
     """Energy in kWh: Σ power_w × dt_s / 3.6e6 (each sample holds for one step)."""
     p = _series(power_w, "power_w")
     return float(p.sum()) * _positive(dt_s, "dt_s") / JOULES_PER_KWH
 
 
-def max_ramp_w(power_w: np.ndarray, dt_s: float = DT_S, window_s: float = 900.0) -> float:
+def max_ramp_w(power_w: np.ndarray, dt_s: float = STEP_S, window_s: float = 900.0) -> float:
     """Largest |change| between consecutive window averages, in W per window.
 
     The trace is cut into consecutive blocks of ``window_s`` (15 min by default, the utility
@@ -231,7 +225,7 @@ def max_ramp_w(power_w: np.ndarray, dt_s: float = DT_S, window_s: float = 900.0)
     return float(np.max(np.abs(np.diff(means))))
 
 
-def planning_summary(power_w: np.ndarray, dt_s: float = DT_S) -> dict[str, float]:
+def planning_summary(power_w: np.ndarray, dt_s: float = STEP_S) -> dict[str, float]:
     """The planning statistics of one trace (paper Table 3), as plain floats.
 
     Keys: ``peak_w``, ``average_w``, ``peak_to_average``, ``max_ramp_w_per_15min``,

@@ -29,7 +29,7 @@ def test_shipped_configuration_loads_with_its_provenance(name):
     assert config.states.k_ == config.meta["k"] >= 2
     assert config.meta["runs"] and config.meta["provenance"]
     assert config.n_gpus == {"llama-3.1-70b_h100_tp4": 4, "gemma-4-26b-a4b_a100_tp2": 2}.get(name, 1)
-    assert config.states.moe == (name in ("gemma-4-26b-a4b_a100_tp2", "llama-3.1-70b_h100_tp4"))  # AR(1)
+    assert config.states.ar1 == (name in ("gemma-4-26b-a4b_a100_tp2", "llama-3.1-70b_h100_tp4"))  # AR(1)
 
 
 def test_configs_listing_names_k_gpus_and_training_data():

@@ -9,9 +9,9 @@ from dcsim.power.generator import sample_power, sample_states
 from dcsim.power.states import StateDictionary
 
 
-def states_dict(moe=False, phi=(0.0, 0.0, 0.0), y_min=0.0, y_max=2000.0):
+def states_dict(ar1=False, phi=(0.0, 0.0, 0.0), y_min=0.0, y_max=2000.0):
     return StateDictionary.from_dict({"means_w": [100.0, 400.0, 800.0], "sigmas_w": [5.0, 20.0, 40.0],
-                                      "phi": list(phi), "moe": moe, "y_min_w": y_min, "y_max_w": y_max})
+                                      "phi": list(phi), "ar1": ar1, "y_min_w": y_min, "y_max_w": y_max})
 
 
 def lag1(y):
@@ -53,8 +53,8 @@ def test_dense_power_has_the_mean_and_sigma_of_each_state():
     assert abs(lag1(y[1])) < 0.03   # i.i.d.
 
 
-def test_moe_power_is_ar1_with_lag1_autocorrelation_phi_and_stationary_sigma():
-    sd = states_dict(moe=True, phi=(0.2, 0.85, 0.5))
+def test_ar1_power_is_ar1_with_lag1_autocorrelation_phi_and_stationary_sigma():
+    sd = states_dict(ar1=True, phi=(0.2, 0.85, 0.5))
     z = np.ones((8, 5000), dtype=int)
     y = sample_power(z, sd, np.random.default_rng(0))
     assert np.mean([lag1(row) for row in y]) == pytest.approx(0.85, abs=0.02)
@@ -62,17 +62,17 @@ def test_moe_power_is_ar1_with_lag1_autocorrelation_phi_and_stationary_sigma():
     assert y.std() == pytest.approx(20.0, rel=0.05)
 
 
-def test_moe_power_moves_to_the_new_state_mean_after_a_switch():
-    sd = states_dict(moe=True, phi=(0.5, 0.5, 0.5))
+def test_ar1_power_moves_to_the_new_state_mean_after_a_switch():
+    sd = states_dict(ar1=True, phi=(0.5, 0.5, 0.5))
     z = np.concatenate([np.zeros(100, int), np.full(100, 2)])
     y = sample_power(np.tile(z, (200, 1)), sd, np.random.default_rng(3))
     assert y[:, 150:].mean() == pytest.approx(800.0, abs=3.0)
     assert y[:, :100].mean() == pytest.approx(100.0, abs=1.0)
 
 
-@pytest.mark.parametrize("moe", [False, True])
-def test_power_is_clipped_to_the_observed_range(moe):
-    sd = states_dict(moe=moe, phi=(0.9, 0.9, 0.9), y_min=95.0, y_max=810.0)
+@pytest.mark.parametrize("ar1", [False, True])
+def test_power_is_clipped_to_the_observed_range(ar1):
+    sd = states_dict(ar1=ar1, phi=(0.9, 0.9, 0.9), y_min=95.0, y_max=810.0)
     z = np.repeat(np.random.default_rng(4).integers(0, 3, (5, 30)), 100, axis=1)   # blocks of 100 steps
     y = sample_power(z, sd, np.random.default_rng(5))
     assert y.min() >= 95.0 and y.max() <= 810.0
@@ -80,7 +80,7 @@ def test_power_is_clipped_to_the_observed_range(moe):
 
 
 def test_power_is_reproducible_for_a_seed():
-    sd = states_dict(moe=True, phi=(0.3, 0.3, 0.3))
+    sd = states_dict(ar1=True, phi=(0.3, 0.3, 0.3))
     z = np.random.default_rng(6).integers(0, 3, (3, 400))
     np.testing.assert_array_equal(sample_power(z, sd, np.random.default_rng(9)),
                                   sample_power(z, sd, np.random.default_rng(9)))

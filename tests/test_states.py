@@ -69,11 +69,11 @@ def test_predict_proba_rows_sum_to_one_and_argmax_is_the_label():
 
 
 def test_to_dict_from_dict_gives_an_equal_dictionary_through_json():
-    sd = StateDictionary(k_range=(2, 4), moe=True).fit([mixture(seed=1), mixture(seed=2)])
+    sd = StateDictionary(k_range=(2, 4), ar1=True).fit([mixture(seed=1), mixture(seed=2)])
     back = StateDictionary.from_dict(json.loads(json.dumps(sd.to_dict())))
     for attr in ("means_", "sigmas_", "weights_", "phi_"):
         np.testing.assert_array_equal(getattr(back, attr), getattr(sd, attr))
-    assert (back.k_, back.y_min_, back.y_max_, back.moe) == (sd.k_, sd.y_min_, sd.y_max_, True)
+    assert (back.k_, back.y_min_, back.y_max_, back.ar1) == (sd.k_, sd.y_min_, sd.y_max_, True)
     assert back.bic_curve_ == sd.bic_curve_
     y = np.linspace(50, 700, 101)
     np.testing.assert_array_equal(back.label(y), sd.label(y))
@@ -83,7 +83,7 @@ def test_from_dict_accepts_hand_written_parameters_and_orders_them():
     sd = StateDictionary.from_dict({"means_w": [500, 100], "sigmas_w": [20, 5], "phi": [0.5, 0.1]})
     np.testing.assert_array_equal(sd.means_, [100, 500])
     np.testing.assert_array_equal(sd.phi_, [0.1, 0.5])
-    assert sd.y_min_ == 80 and sd.y_max_ == 580 and not sd.moe
+    assert sd.y_min_ == 80 and sd.y_max_ == 580 and not sd.ar1
 
 
 def test_same_seed_gives_the_same_fit_with_subsampling():

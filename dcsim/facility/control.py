@@ -35,7 +35,7 @@ from typing import Any, Mapping
 
 import networkx as nx
 
-from dcsim.errors import DcsimInputError
+from dcsim.errors import DcsimInputError, check_number
 from dcsim.facility.tree import SITE
 from dcsim.workload.arrivals import load_plugin
 
@@ -114,14 +114,8 @@ def per_server_cap_w(tree: nx.DiGraph, node: str, cap_fraction: float) -> float:
 
 
 def _positive(where: str, value: Any, allow_zero: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise DcsimInputError(where, value, "a finite number of seconds >= 0" if allow_zero else "a positive number") \
-            from None
-    if isinstance(value, bool) or not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise DcsimInputError(where, value, "a finite number >= 0" if allow_zero else "a positive, finite number")
-    return v
+    return check_number(where, value, "a finite number >= 0" if allow_zero else "a positive, finite number",
+                        low_open=not allow_zero)
 
 
 class BreakerPolicy(CapPolicy):

@@ -1,7 +1,7 @@
 """Sampling (paper Stage 3, steps 4–5): state draws from the classifier's probabilities, then power per state.
 
 4. z_t ~ Categorical(p_t), independently per step (not the argmax).
-5. Dense models: y_t ~ N(μ_z, σ_z²) i.i.d. Mixture-of-experts models (``StateDictionary.moe``), AR(1) per state:
+5. Dense models: y_t ~ N(μ_z, σ_z²) i.i.d. Where ``StateDictionary.ar1`` (mixture-of-experts models, averaging meters), AR(1) per state:
        y_t = μ_z + φ_z (y_{t−1} − μ_z) + σ_z·sqrt(1 − φ_z²)·ε_t,   ε_t ~ N(0, 1),
    started from y_0 ~ N(μ_z0, σ_z0²). Power is clipped to the observed range [y_min, y_max] (W); in the
    AR(1) recursion the clipped value is the y_{t−1} of the next step.
@@ -36,7 +36,7 @@ def sample_states(probs: Any, rng: np.random.Generator) -> np.ndarray:
 
 
 def sample_power(states: Any, states_dict: StateDictionary, rng: np.random.Generator) -> np.ndarray:
-    """Node GPU power (W) for state sequences (..., T): i.i.d. Gaussian per state, AR(1) when ``moe``; clipped."""
+    """Node GPU power (W) for state sequences (..., T): i.i.d. Gaussian per state, AR(1) when ``ar1``; clipped."""
     z = np.asarray(states)
     k = states_dict.k_
     if z.ndim < 1 or (z.size and not np.issubdtype(z.dtype, np.integer)):
@@ -46,7 +46,7 @@ def sample_power(states: Any, states_dict: StateDictionary, rng: np.random.Gener
     mu, sigma = states_dict.means_, states_dict.sigmas_
     eps = rng.standard_normal(z.shape)
     lo, hi = states_dict.y_min_, states_dict.y_max_
-    if not states_dict.moe:
+    if not states_dict.ar1:
         return np.clip(mu[z] + sigma[z] * eps, lo, hi)
     return _ar1(z, mu, sigma, states_dict.phi_, eps, lo, hi)
 

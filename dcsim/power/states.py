@@ -96,18 +96,19 @@ class StateDictionary:
     """Gaussian-mixture operating states of one configuration's node GPU power (W).
 
     k: fixed number of states, or None to choose it by BIC over ``k_range`` (see the module docstring).
-    moe: the configuration is a mixture-of-experts model; the generator then samples AR(1) power per state.
+    ar1: sample power per state as AR(1) (φ per state) instead of i.i.d.: for mixture-of-experts models and for
+    meters that average over about a second (the H100's reading).
     max_fit_samples: more finite samples than this are subsampled (seeded) for the mixture fit; the range
     and φ always use every sample. n_init: mixture initialisations per K (best kept). plateau_tol: the
     BIC plateau rule's tolerance.
     Missing samples (NaN) in the input are ignored by the fit and break the runs used for φ.
     """
 
-    def __init__(self, k: int | None = None, k_range: tuple[int, int] = (2, 16), moe: bool = False, seed: int = 0,
+    def __init__(self, k: int | None = None, k_range: tuple[int, int] = (2, 16), ar1: bool = False, seed: int = 0,
                  max_fit_samples: int = 20000, n_init: int = 3, plateau_tol: float = 0.05) -> None:
         self.k = k
         self.k_range = k_range
-        self.moe = moe
+        self.ar1 = ar1
         self.seed = seed
         self.max_fit_samples = max_fit_samples
         self.n_init = n_init
@@ -210,7 +211,7 @@ class StateDictionary:
             "phi": self.phi_.tolist(),
             "y_min_w": self.y_min_,
             "y_max_w": self.y_max_,
-            "moe": bool(self.moe),
+            "ar1": bool(self.ar1),
             "bic_curve": {str(kk): float(v) for kk, v in self.bic_curve_.items()},
             "params": {"k": self.k, "k_range": list(self.k_range), "seed": self.seed,
                        "max_fit_samples": self.max_fit_samples, "n_init": self.n_init,
@@ -220,7 +221,7 @@ class StateDictionary:
     @classmethod
     def from_dict(cls, d: dict) -> "StateDictionary":
         """Rebuild from `to_dict` output, or from hand-written means_w / sigmas_w (W) and optional weights, phi,
-        y_min_w, y_max_w (default: ±4σ around the extreme states) and moe."""
+        y_min_w, y_max_w (default: ±4σ around the extreme states) and ar1 (written as ``moe`` by dcsim 0.1)."""
         try:
             means = np.asarray(d["means_w"], dtype=float).ravel()
             sigmas = np.asarray(d["sigmas_w"], dtype=float).ravel()
@@ -239,7 +240,7 @@ class StateDictionary:
             raise DcsimInputError("states.phi", phi.tolist(), "AR(1) coefficients in [0, 1)")
         order = np.argsort(means, kind="stable")
         params = dict(d.get("params", {}))
-        obj = cls(k=params.get("k"), k_range=tuple(params.get("k_range", (2, 16))), moe=bool(d.get("moe", False)),
+        obj = cls(k=params.get("k"), k_range=tuple(params.get("k_range", (2, 16))), ar1=bool(d.get("ar1", d.get("moe", False))),
                   seed=params.get("seed", 0), max_fit_samples=params.get("max_fit_samples", 20000),
                   n_init=params.get("n_init", 3), plateau_tol=params.get("plateau_tol", 0.05))
         obj.k_ = int(k)
@@ -256,6 +257,6 @@ class StateDictionary:
 
     def __repr__(self) -> str:
         if not hasattr(self, "means_"):
-            return f"StateDictionary(k={self.k}, k_range={self.k_range}, moe={self.moe})"
+            return f"StateDictionary(k={self.k}, k_range={self.k_range}, ar1={self.ar1})"
         return (f"StateDictionary(K={self.k_}, means_w={np.round(self.means_, 1).tolist()}, "
-                f"range_w=[{self.y_min_:.1f}, {self.y_max_:.1f}], moe={self.moe})")
+                f"range_w=[{self.y_min_:.1f}, {self.y_max_:.1f}], ar1={self.ar1})")

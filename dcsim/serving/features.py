@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from dcsim.constants import STEP_S
 from dcsim.errors import DcsimInputError
 
-GRID_DT_S = 0.25
 
 
 def active_grid(
@@ -21,7 +21,7 @@ def active_grid(
     end_s: Any,
     t0_s: float,
     n_steps: int,
-    dt_s: float = GRID_DT_S,
+    dt_s: float = STEP_S,
     server: Any = None,
     n_servers: int | None = None,
 ) -> np.ndarray:

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from dcsim.serving.latency import LatencySurrogate
-from dcsim.serving.queue import DEFAULT_SLOTS, ServedRequests, check_durations, check_slots
+from dcsim.constants import SLOTS_PER_SERVER
+from dcsim.serving.queue import ServedRequests, check_durations, check_slots
 
 
 def _start_times(arrival: np.ndarray, first_part: np.ndarray, second_part: np.ndarray, slots: int) -> np.ndarray:
@@ -35,13 +36,13 @@ def _start_times(arrival: np.ndarray, first_part: np.ndarray, second_part: np.nd
     return start
 
 
-def fifo_schedule(arrival_s: Any, service_s: Any, slots: int = DEFAULT_SLOTS) -> np.ndarray:
+def fifo_schedule(arrival_s: Any, service_s: Any, slots: int = SLOTS_PER_SERVER) -> np.ndarray:
     """Start time (s) of each request in a FIFO queue with `slots` servers; request order."""
     arrival, service = check_durations(arrival_s, ("service_s", service_s))
     return _start_times(arrival, service, np.zeros_like(service), check_slots(slots))
 
 
-def serve_fifo(arrival_s: Any, ttft_s: Any, decode_s: Any, slots: int = DEFAULT_SLOTS) -> ServedRequests:
+def serve_fifo(arrival_s: Any, ttft_s: Any, decode_s: Any, slots: int = SLOTS_PER_SERVER) -> ServedRequests:
     """Same as `queue.serve_fifo_simpy` (decode_s = n_out × tbt_s), without SimPy."""
     arrival, ttft, decode = check_durations(arrival_s, ("ttft_s", ttft_s), ("decode_s", decode_s))
     start = _start_times(arrival, ttft, decode, check_slots(slots))
@@ -55,7 +56,7 @@ def serve_requests(
     n_out: Any,
     surrogate: LatencySurrogate,
     rng: np.random.Generator,
-    slots: int = DEFAULT_SLOTS,
+    slots: int = SLOTS_PER_SERVER,
 ) -> ServedRequests:
     """Draw TTFT per request (Eq. 4), then one TBT per request (Eq. 5), and schedule FIFO.
 

@@ -25,7 +25,6 @@ import simpy
 from dcsim.constants import SLOTS_PER_SERVER
 from dcsim.errors import DcsimInputError
 
-DEFAULT_SLOTS = SLOTS_PER_SERVER
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,7 @@ class FifoServer:
     what a facility's control does to the server.
     """
 
-    def __init__(self, env: simpy.Environment, slots: int = DEFAULT_SLOTS, log: RequestLog | None = None,
+    def __init__(self, env: simpy.Environment, slots: int = SLOTS_PER_SERVER, log: RequestLog | None = None,
                  on_change: Callable[["FifoServer"], None] | None = None) -> None:
         self.env = env
         self.slots = check_slots(slots)
@@ -216,7 +215,7 @@ class FifoServer:
 
 
 def serve_fifo_simpy(
-    arrival_s: Any, ttft_s: Any, decode_s: Any, slots: int = DEFAULT_SLOTS
+    arrival_s: Any, ttft_s: Any, decode_s: Any, slots: int = SLOTS_PER_SERVER
 ) -> ServedRequests:
     """Run one FIFO server over all requests (decode_s = n_out × tbt_s); times in request order.
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from dcsim.errors import DcsimInputError
+from dcsim.errors import DcsimInputError, check_number
 from dcsim.io import read_table
 
 __all__ = ["TokenSource", "EmpiricalTokens", "LognormalTokens", "FixedTokens", "BUILTIN_TOKEN_TABLES"]
@@ -77,19 +77,11 @@ class TokenSource(ABC):
 
 
 def _positive_int(where: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise DcsimInputError(where, value, "an integer >= 1 (tokens)")
-    return int(value)
+    return check_number(where, value, "an integer >= 1 (tokens)", low=1, integer=True)
 
 
 def _positive_float(where: str, value: Any, allowed: str = "a finite number > 0") -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise DcsimInputError(where, value, allowed) from None
-    if not math.isfinite(v) or v <= 0:
-        raise DcsimInputError(where, value, allowed)
-    return v
+    return check_number(where, value, allowed, low_open=True)
 
 
 class FixedTokens(TokenSource):
