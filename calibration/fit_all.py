@@ -94,7 +94,7 @@ def main() -> None:
         print(f"== {name}")
         t0 = time.perf_counter()
         # whole "test" runs go in too: never fitted on, but recorded in meta.json, so `dcsim validate` scores them whole
-        calibrate(name, dirs, roles=roles, epochs=args.epochs, out_dir=args.out / name, ar1=spec.get("ar1"),
+        calibrate(name, dirs, roles=roles, epochs=args.epochs, out_dir=args.out / name, overwrite=True, ar1=spec.get("ar1"),
                   provenance=spec["provenance"], log=print)
         fit_s = time.perf_counter() - t0
         config = load_config(args.out / name)

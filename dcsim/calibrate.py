@@ -28,7 +28,8 @@ import numpy as np
 from dcsim.errors import DcsimInputError
 from dcsim.measured import MeasuredRun, load_run, segments_of
 from dcsim.power.classifier import StateClassifier
-from dcsim.configs import CalibratedConfig, save_config
+from dcsim.configs import CalibratedConfig, check_config_name, save_config, written_by_calibrate
+from dcsim.io import check_writable
 from dcsim.constants import SLOTS_PER_SERVER
 from dcsim.power.chain import replay_occupancy
 from dcsim.workload.tokens import TokenQuantiles
@@ -153,9 +154,13 @@ def _pieces(features: np.ndarray, labels: np.ndarray, mask: np.ndarray, min_len:
 def calibrate(name: str, run_dirs: Sequence[str | Path], roles: Sequence[str] | None = None, k: int | None = None,
               ar1: bool | None = None, seed: int = 0, feature_draws: int = 8, epochs: int = 300, window: int = 128,
               k_range: tuple[int, int] = (2, 16), out_dir: str | Path | None = None, provenance: str = "",
+              overwrite: bool = False,
               log: Callable[[str], None] | None = None) -> CalibratedConfig:
     """Fit every part of a configuration from measured runs and (when ``out_dir`` is given) write its artifact folder."""
     say = log or (lambda _msg: None)
+    check_config_name(name)
+    if out_dir is not None:
+        check_writable(out_dir, "--out", overwrite=overwrite, folder=True, owned=written_by_calibrate)
     if not run_dirs:
         raise DcsimInputError("RUN_DIR", [], "one or more measured run directories")
     runs = [load_run(d) for d in run_dirs]
@@ -233,7 +238,7 @@ def calibrate(name: str, run_dirs: Sequence[str | Path], roles: Sequence[str] | 
     }
     config = CalibratedConfig(name, states, classifier, surrogate, TokenQuantiles.from_requests(n_in, n_out), meta)
     if out_dir is not None:
-        save_config(config, out_dir)
+        save_config(config, out_dir, overwrite=overwrite)
     return config
 
 

@@ -50,18 +50,21 @@ def calibrate_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="artifact folder (default calibration/artifacts/NAME)"),
     k: Optional[int] = typer.Option(None, "--k", help="fix the number of power states instead of choosing by BIC"),
     ar1: Optional[bool] = typer.Option(None, "--ar1/--iid", help="AR(1) power per state (default: AR(1) for a mixture-of-experts model, from the manifest)"),
-    seed: int = typer.Option(0, "--seed"),
-    epochs: int = typer.Option(300, "--epochs", help="most classifier epochs (early stopping usually ends sooner)"),
+    seed: int = typer.Option(0, "--seed", min=0, help="a whole number >= 0"),
+    epochs: int = typer.Option(300, "--epochs", min=1, help="most classifier epochs (early stopping usually ends sooner)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output that dcsim wrote (never other files)"),
 ) -> None:
     """Fit a configuration (surrogate, GMM states, BiGRU) from your own measured runs."""
     from dcsim.calibrate import calibrate
 
+    from dcsim.configs import check_config_name
+
     if k is not None and k < 1:
         raise DcsimInputError("--k", k, "an integer >= 1")
-    target = out_dir or Path("calibration") / "artifacts" / name
+    target = out_dir or Path("calibration") / "artifacts" / check_config_name(name)
     out.print(f"calibrating [bold]{name}[/] from {len(run_dirs)} run(s)")
     config = calibrate(name, [str(d) for d in run_dirs], k=k, ar1=ar1, seed=seed, epochs=epochs, out_dir=target,
-                       log=out.print)
+                       overwrite=overwrite, log=out.print)
     out.print(f"wrote {target} (K={config.states.k_}, {config.meta['split']['n_train_samples']} training samples)")
 
 
@@ -82,13 +85,13 @@ def _read_requests(path: Path) -> Any:
     return Requests.from_arrays(*cols, where=str(path))
 
 
-def _write_trace(path: Path, t_s: np.ndarray, active: np.ndarray, power_w: np.ndarray) -> None:
+def _write_trace(path: Path, t_s: np.ndarray, active: np.ndarray, power_w: np.ndarray, overwrite: bool) -> None:
     import polars as pl
 
     from dcsim.io import write_table
 
     frame = pl.DataFrame({"t_s": t_s, "active": active, "power_w": power_w})
-    write_table(frame, path, fmt="csv" if path.suffix == ".csv" else "parquet")
+    write_table(frame, path, fmt="csv" if path.suffix == ".csv" else "parquet", overwrite=overwrite)
 
 
 @app.command("generate")
@@ -97,8 +100,9 @@ def generate_cmd(
     rate: Optional[float] = typer.Option(None, "--rate", help="Poisson arrival rate (req/s)"),
     duration_s: Optional[float] = typer.Option(None, "--duration-s", help="trace length (s)"),
     requests: Optional[Path] = typer.Option(None, "--requests", help="CSV/Parquet with arrival_s, n_in, n_out"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0, help="a whole number >= 0"),
     out_path: Path = typer.Option(..., "--out", help="output trace (.parquet, or .csv)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output that dcsim wrote (never other files)"),
 ) -> None:
     """Generate one server's 250 ms power trace (t_s, active, power_w) and print its summary."""
     from dcsim import metrics
@@ -106,6 +110,12 @@ def generate_cmd(
     from dcsim.power.chain import generate_server
     from dcsim.workload.arrivals import Poisson
 
+    from dcsim.io import check_writable
+
+    if out_path.suffix not in (".parquet", ".csv"):
+        raise DcsimInputError("--out", str(out_path), "a file name ending in .parquet or .csv",
+                              problem="unknown output format")
+    check_writable(out_path, "--out", overwrite=overwrite)
     if (rate is None) == (requests is None):
         raise DcsimInputError("--rate/--requests", "both" if rate is not None else "neither",
                               "exactly one of --rate R --duration-s S or --requests FILE")
@@ -124,7 +134,7 @@ def generate_cmd(
             duration_s = float(drawn.arrival_s.max()) + 60.0
     arrival_s = drawn.arrival_s
     trace = generate_server(cfg, drawn, duration_s, rng_sim)
-    _write_trace(out_path, trace.t_s, trace.active, trace.power_w)
+    _write_trace(out_path, trace.t_s, trace.active, trace.power_w, overwrite)
     summary = metrics.planning_summary(trace.power_w, STEP_S)
     table = Table(title=f"{cfg.name}: {duration_s:g} s, {len(arrival_s)} requests, seed {seed}")
     table.add_column("quantity")
@@ -148,28 +158,36 @@ def run_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default out/<scenario name>)"),
     sets: List[str] = typer.Option([], "--set", help="override a scenario key: key.path=value (repeatable)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar and no summary table"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output that dcsim wrote (never other files)"),
 ) -> None:
     """Simulate a facility scenario and write its traces, requests, events, summary and plot."""
     from dcsim.runner import run
     from dcsim.scenario import load_scenario
 
-    run(load_scenario(scenario, sets), out_dir=out_dir, progress=not quiet)
+    run(load_scenario(scenario, sets), out_dir=out_dir, progress=not quiet, overwrite=overwrite)
 
 
 @app.command("validate")
 def validate_cmd(
     config: str = typer.Option(..., "--config", help="shipped configuration name or artifact folder"),
     measured: Path = typer.Option(..., "--measured", help="measured run directory"),
-    seeds: int = typer.Option(5, "--seeds"),
+    seeds: int = typer.Option(5, "--seeds", min=1, help="synthetic traces to score (the median is reported)"),
     features: str = typer.Option("simulated", "--features", help="simulated (surrogate + queue) or measured (engine A_t)"),
     as_json: bool = typer.Option(False, "--json", help="print exactly one JSON object on stdout"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="overlay PNG of measured vs generated power, A_t beneath"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output that dcsim wrote (never other files)"),
 ) -> None:
     """Score generated against measured power for a run's own requests (medians over seeds)."""
     from dcsim.measured import load_run
     from dcsim.configs import load_config
     from dcsim.studies.validate import validate
 
+    from dcsim.io import check_writable, json_ready
+
+    if plot is not None:
+        if plot.suffix != ".png":
+            raise DcsimInputError("--plot", str(plot), "a file name ending in .png", problem="not a PNG path")
+        check_writable(plot, "--plot", overwrite=overwrite)
     cfg = load_config(config)
     run = load_run(measured)
     result = validate(cfg, run, seeds=seeds, features=features)
@@ -177,9 +195,9 @@ def validate_cmd(
         from dcsim.plots import plot_overlay
 
         plot_overlay(result.t_s, result.measured_w, result.generated_w, result.active, plot,
-                     f"{cfg.name} on {run.name} ({features} A_t)")
+                     f"{cfg.name} on {run.name} ({features} A_t)", overwrite=overwrite)
     if as_json:
-        sys.stdout.write(json.dumps(result.to_json_dict()) + "\n")
+        sys.stdout.write(json.dumps(json_ready(result.to_json_dict()), allow_nan=False) + "\n")
         return
     table = Table(title=f"{cfg.name} vs {run.name}: median of {seeds} seeds, {features} A_t")
     for col in ("KS", "ACF R²", "NRMSE", "ΔE %"):
@@ -191,13 +209,36 @@ def validate_cmd(
         out.print(f"wrote {plot}")
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def main() -> None:
-    """Console entry point: runs the typer app; user errors become one line and exit code 2."""
+    """Console entry point: runs the typer app; bad input (a user's file, option or value) becomes one line on
+    stderr and exit code 2, never a traceback or a usage panel."""
+    try:  # typer >= 0.20 carries its own click
+        from typer._click import exceptions as cx
+    except ImportError:  # pragma: no cover - older typer on the click package
+        from click import exceptions as cx
+
+    command = typer.main.get_command(app)
     try:
-        app()
+        code = command.main(prog_name="dcsim", standalone_mode=False)
     except DcsimInputError as exc:
-        err.print(f"dcsim: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"dcsim: error: {_one_line(exc)}", markup=False, highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
+    except cx.NoArgsIsHelpError as exc:
+        out.print(exc.ctx.get_help(), markup=False, highlight=False)
+        raise SystemExit(0) from None
+    except cx.UsageError as exc:
+        where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+        err.print(f"dcsim: error: {where}{_one_line(exc.format_message())} (see --help)", markup=False,
+                  highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("dcsim: aborted", markup=False, highlight=False)
+        raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

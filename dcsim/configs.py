@@ -60,10 +60,33 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def save_config(config: CalibratedConfig, out_dir: str | Path) -> Path:
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+"""A configuration name: a plain file name (letters, digits, '.', '_', '-'; no path, not '.' or '..')."""
+
+
+def check_config_name(name: Any, where: str = "--name") -> str:
+    """``name`` if it is a plain configuration name (:data:`NAME_PATTERN`), else one DcsimInputError."""
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or name in (".", ".."):
+        raise DcsimInputError(where, name, "a plain name of letters, digits, '.', '_' and '-' (up to 100), "
+                              "e.g. qwen3-8b_a100_tp1", problem="not a plain configuration name")
+    return name
+
+
+def written_by_calibrate(folder: Path) -> bool:
+    """Whether ``folder`` is a configuration folder dcsim calibrate wrote (its meta.json records checksums)."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "checksums_sha256" in meta
+
+
+def save_config(config: CalibratedConfig, out_dir: str | Path, overwrite: bool = False) -> Path:
     """Write the artifact folder atomically (a temporary folder renamed when complete); return its path."""
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, owned=written_by_calibrate) as tmp:
         (tmp / "states.json").write_text(json.dumps(config.states.to_dict(), indent=1))
         (tmp / "surrogate.json").write_text(json.dumps(config.surrogate.to_dict(), indent=1))
         (tmp / "tokens.json").write_text(json.dumps(config.tokens.to_dict(), indent=1))

@@ -12,7 +12,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,64 +21,166 @@ import polars as pl
 
 from dcsim.errors import DcsimInputError
 
-__all__ = ["atomic_file", "atomic_dir", "write_table", "read_table", "resample_mean", "json_ready",
+__all__ = ["atomic_file", "atomic_dir", "check_writable", "OUTPUT_MARKER", "write_table", "read_table", "resample_mean", "json_ready",
            "TABLE_FORMATS"]
 
 TABLE_FORMATS = ("parquet", "csv")
 
 
-@contextlib.contextmanager
-def atomic_file(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success move it onto ``path``, on error delete it."""
+OUTPUT_MARKER = ".dcsim-output"
+"""The file dcsim writes into every output folder it makes; only a folder holding it may be replaced."""
+_TMP_MARKER = ".dcsim-writing"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _honour_umask(path: Path, folder: bool) -> None:
+    """mkstemp/mkdtemp create 0600/0700 whatever the umask; give outputs the permissions of ordinary files."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_writable(path: str | Path, what: str, overwrite: bool = False, folder: bool = False,
+                   owned: "Callable[[Path], bool] | None" = None) -> Path:
+    """Before any work: ``path`` can be written as ``what`` (the option naming it) without losing a user's file.
+
+    A file output must not exist (unless ``overwrite``) and must not be a folder. A folder output must not
+    exist, or be empty, or, with ``overwrite``, be a folder dcsim wrote (:data:`OUTPUT_MARKER`, or ``owned``).
+    The nearest existing parent must be a writable folder. Nothing is created here."""
     path = Path(path)
-    if path.is_dir():
-        raise DcsimInputError(str(path), "a folder", "a file path", problem="output path is a folder")
+    allowed_dir = f"a new or empty folder, or with --overwrite a folder dcsim wrote (it holds {OUTPUT_MARKER})"
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise DcsimInputError(what, str(path), "a folder path", problem="a file is in the way")
+        if path.is_dir() and any(path.iterdir()):
+            if not overwrite:
+                raise DcsimInputError(what, str(path), allowed_dir + "; nothing was written",
+                                      problem="folder exists and is not empty")
+            if not ((path / OUTPUT_MARKER).is_file() or (owned is not None and owned(path))):
+                raise DcsimInputError(what, str(path), allowed_dir + "; nothing was written",
+                                      problem="not a folder dcsim wrote, so it is not replaced")
+    else:
+        if path.is_dir():
+            raise DcsimInputError(what, str(path), "a file path", problem="a folder is in the way")
+        if path.exists() and not overwrite:
+            raise DcsimInputError(what, str(path), "a new file, or --overwrite to replace it; nothing was written",
+                                  problem="file exists")
+    base = _nearest_existing(path.parent if not path.exists() else path)
+    if not base.is_dir():
+        raise DcsimInputError(what, str(path), "a path inside a folder", problem=f"{base} is a file")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise DcsimInputError(what, str(path), "a path in a folder you can write", problem=f"{base} is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success move it onto ``path``, on error delete it.
+
+    ``overwrite=False`` refuses an existing file (checked again when moving into place)."""
+    path = Path(path)
+    check_writable(path, str(path), overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.replace(tmp, path)
+        if tmp.exists():
+            _honour_umask(tmp, folder=False)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if a file appeared meanwhile: never replaced
+    except FileExistsError:
+        raise DcsimInputError(str(path), str(path), "a new file", problem="written by someone else meanwhile") from None
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
+def _clean_stale(out_dir: Path) -> None:
+    """Remove ``OUT.tmp-*`` folders left by a dcsim run that was killed while writing (its process is gone)."""
+    for tmp in out_dir.parent.glob(f"{glob_escape(out_dir.name)}.tmp-*"):
+        marker = tmp / _TMP_MARKER
+        try:
+            pid = int(marker.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # not ours: left alone
+        try:
+            os.kill(pid, 0)
+            continue  # still writing
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:
+            continue
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
+
+
 @contextlib.contextmanager
-def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
+def atomic_dir(out_dir: str | Path, overwrite: bool = False, what: str = "--out",
+               owned: "Callable[[Path], bool] | None" = None) -> Iterator[Path]:
     """Yield an empty temporary folder ``OUT.tmp-XXXX`` beside ``out_dir``; rename it to ``out_dir`` on success.
 
-    An existing ``out_dir`` is replaced only when the block finishes without an exception; on an
-    exception the temporary folder is removed, the old ``out_dir`` (if any) stays as it was, and
-    the exception propagates.
+    ``out_dir`` may be new or an empty folder; an existing folder with files is replaced only with ``overwrite``
+    and only when dcsim wrote it (:func:`check_writable`), and only once the block finished without an
+    exception. On an exception the temporary folder is removed, the old ``out_dir`` stays as it was, and the
+    exception propagates. The folder gets :data:`OUTPUT_MARKER`. A run killed while writing leaves its
+    ``OUT.tmp-*`` folder behind; the next write to the same ``out_dir`` removes it.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DcsimInputError(str(out_dir), "a file", "a folder path", problem="output path is a file")
+    check_writable(out_dir, what, overwrite=overwrite, folder=True, owned=owned)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
+    (tmp / _TMP_MARKER).write_text(f"{os.getpid()}\n")
     try:
         yield tmp
+        (tmp / _TMP_MARKER).unlink()
+        (tmp / OUTPUT_MARKER).write_text("written by dcsim; `--overwrite` may replace this folder\n")
+        _honour_umask(tmp, folder=True)
+        for f in tmp.iterdir():
+            if f.is_file():
+                _honour_umask(f, folder=False)
+        check_writable(out_dir, what, overwrite=overwrite, folder=True, owned=owned)  # again: a writer may have won
+        if out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.old-", dir=out_dir.parent))
+            old.rmdir()
+            out_dir.rename(old)
+            tmp.rename(out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out_dir)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DcsimInputError(what, str(out_dir), "a folder this run can create",
+                              problem=f"{type(e).__name__}: {e.strerror or e}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.old-", dir=out_dir.parent))
-        old.rmdir()
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out_dir)
 
 
-def write_table(df: pl.DataFrame, path: str | Path, fmt: str = "parquet") -> Path:
+def write_table(df: pl.DataFrame, path: str | Path, fmt: str = "parquet", overwrite: bool = True) -> Path:
     """Write ``df`` as Parquet (zstd) or CSV (with a header row), atomically; return the path."""
     if fmt not in TABLE_FORMATS:
         raise DcsimInputError("format", fmt, ", ".join(TABLE_FORMATS))
     path = Path(path)
-    with atomic_file(path) as tmp:
+    with atomic_file(path, overwrite=overwrite) as tmp:
         if fmt == "parquet":
             df.write_parquet(tmp, compression="zstd")
         else:

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dcsim.errors import DcsimInputError  # noqa: E402
-from dcsim.export import atomic_file  # noqa: E402
+from dcsim.io import atomic_file  # noqa: E402
 
 __all__ = ["plot_overlay", "plot_site_rows"]
 
@@ -25,7 +25,7 @@ MAX_LEGEND_ROWS = 12
 
 
 def plot_overlay(t_s: np.ndarray, measured_w: np.ndarray | None, generated_w: np.ndarray, active: np.ndarray | None,
-                 path: str | Path, title: str) -> Path:
+                 path: str | Path, title: str, overwrite: bool = True) -> Path:
     """Measured and generated power on one axis, active requests A_t beneath on the same time axis.
 
     ``measured_w`` or ``active`` may be ``None`` (that curve or panel is left out).
@@ -60,7 +60,7 @@ def plot_overlay(t_s: np.ndarray, measured_w: np.ndarray | None, generated_w: np
         bottom_ax = ax_a
     bottom_ax.set_xlabel(f"time ({t_unit})")
     bottom_ax.set_xlim(t[0] / t_scale, t[-1] / t_scale)
-    return _save(fig, path)
+    return _save(fig, path, overwrite)
 
 
 def plot_site_rows(traces: Mapping[str, np.ndarray], t_s: np.ndarray, path: str | Path, title: str,
@@ -154,10 +154,10 @@ def _time_unit(t_s: np.ndarray) -> tuple[float, str]:
     return 1.0, "s"
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig, path: str | Path, overwrite: bool = True) -> Path:
     path = Path(path)
     try:
-        with atomic_file(path) as tmp:
+        with atomic_file(path, overwrite=overwrite) as tmp:
             fig.savefig(tmp, dpi=120, format="png")
     finally:
         plt.close(fig)

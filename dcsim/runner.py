@@ -201,11 +201,11 @@ def _summary(scenario: Any, result: EngineResult, tree: Any, levels: list[str], 
 
 
 def _write(out_dir: Path, scenario: Any, result: EngineResult, tree: Any, frames: dict[str, pl.DataFrame],
-           requests: pl.DataFrame, events: pl.DataFrame, summary: dict[str, Any]) -> None:
+           requests: pl.DataFrame, events: pl.DataFrame, summary: dict[str, Any], overwrite: bool = False) -> None:
     from dcsim.io import atomic_dir, write_table
 
     o = scenario.outputs
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         for fmt in o.formats:
             ext = "parquet" if fmt == "parquet" else "csv"
             for level, frame in frames.items():
@@ -260,18 +260,24 @@ def _print_summary(console: Any, summary: dict[str, Any], out_dir: Path | None) 
 
 def run(scenario: Any, out_dir: str | Path | None = None, progress: bool = True,
         configs: dict[str, CalibratedConfig] | None = None, write: bool = True,
-        chunk_servers: int | None = None) -> RunResult:
+        chunk_servers: int | None = None, overwrite: bool = False) -> RunResult:
     """Simulate ``scenario`` (a :class:`dcsim.scenario.Scenario`) and write its outputs to ``out_dir``
     (default ``out/<scenario name>``); see the module docstring.
 
     ``progress``: a progress bar while it runs and a summary table at the end (rich). ``configs``: calibrated
     configurations by name, instead of loading the scenario's names. ``write=False`` returns the results only.
+    ``overwrite``: replace an existing output folder that dcsim wrote (a folder with other files is never
+    replaced); checked before the simulation starts, so a bad ``out_dir`` costs nothing.
     """
     from rich.console import Console
 
     start = time.perf_counter()
     name = Path(scenario.source).stem if scenario.source not in ("", "<dict>") else "scenario"
     target = Path(out_dir) if out_dir is not None else Path("out") / name
+    if write:
+        from dcsim.io import check_writable
+
+        check_writable(target, "--out", overwrite=overwrite, folder=True)
     facility, streams, policy = build_inputs(scenario, configs)
     sim = scenario.simulation
     levels = [lv for lv in LEVELS if lv in scenario.outputs.levels]
@@ -304,7 +310,7 @@ def run(scenario: Any, out_dir: str | Path | None = None, progress: bool = True,
     summary = _summary(scenario, result, tree, levels, resolutions, time.perf_counter() - start, name)
     written = None
     if write:
-        _write(target, scenario, result, tree, frames, requests, events, summary)
+        _write(target, scenario, result, tree, frames, requests, events, summary, overwrite)
         written = target
     if progress:
         _print_summary(console, summary, written)

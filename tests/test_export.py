@@ -8,7 +8,9 @@ import polars as pl
 import pytest
 
 from dcsim.errors import DcsimInputError
-from dcsim.export import atomic_dir, long_frame, to_opendss_loadshape, to_pypsa_series, write_table
+from dcsim.errors import DcsimInputError
+from dcsim.export import long_frame, to_opendss_loadshape, to_pypsa_series
+from dcsim.io import OUTPUT_MARKER, atomic_dir, atomic_file, write_table
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
@@ -31,6 +33,7 @@ def test_atomic_dir_renames_a_complete_folder_into_place(tmp_path):
         assert tmp.parent == tmp_path and tmp.name.startswith("run.tmp-")
         (tmp / "a.txt").write_text("new")
     assert (out / "a.txt").read_text() == "new"
+    assert (out / OUTPUT_MARKER).is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
@@ -44,7 +47,7 @@ def test_atomic_dir_leaves_no_partial_output_and_keeps_the_old_one_on_an_excepti
     with atomic_dir(out) as tmp:
         (tmp / "a.txt").write_text("old")
     with pytest.raises(RuntimeError):
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, overwrite=True) as tmp:
             (tmp / "a.txt").write_text("new")
             raise RuntimeError("simulation failed")
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
@@ -55,9 +58,9 @@ def test_atomic_dir_replaces_an_existing_folder_on_success(tmp_path):
     out = tmp_path / "run"
     with atomic_dir(out) as tmp:
         (tmp / "old.txt").write_text("old")
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite=True) as tmp:
         (tmp / "new.txt").write_text("new")
-    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
@@ -103,3 +106,79 @@ def test_pypsa_series_takes_several_loads_and_refuses_a_bad_start(tmp_path):
     assert pl.read_csv(path).columns == ["snapshot", "row0", "row1"]
     with pytest.raises(DcsimInputError, match="start"):
         to_pypsa_series(np.ones(3), 1.0, "yesterday", tmp_path / "q.csv")
+
+
+def test_a_folder_dcsim_did_not_write_is_never_replaced_even_with_overwrite(tmp_path):
+    out = tmp_path / "thesis"
+    out.mkdir()
+    (out / "chapter1.tex").write_text("years of work")
+    for overwrite in (False, True):
+        with pytest.raises(DcsimInputError, match="not empty|dcsim wrote"):
+            with atomic_dir(out, overwrite=overwrite) as tmp:
+                (tmp / "site.parquet").write_text("x")
+    assert [p.name for p in out.iterdir()] == ["chapter1.tex"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis"]
+
+
+def test_an_empty_folder_is_filled_and_a_file_in_the_way_is_refused(tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    with atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("a")
+    assert (out / "a.txt").is_file()
+    (tmp_path / "f").write_text("mine")
+    with pytest.raises(DcsimInputError, match="a file is in the way"):
+        with atomic_dir(tmp_path / "f"):
+            pass
+    assert (tmp_path / "f").read_text() == "mine"
+
+
+def test_a_writer_that_loses_the_race_fails_cleanly_and_leaves_nothing(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(DcsimInputError, match="not empty"):
+        with atomic_dir(out) as tmp:
+            (tmp / "mine.txt").write_text("late")
+            out.mkdir()
+            (out / "theirs.txt").write_text("first")  # another writer finished first
+    assert [p.name for p in out.iterdir()] == ["theirs.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_killed_writers_leftovers_are_removed_by_the_next_write(tmp_path):
+    out = tmp_path / "run"
+    stale = tmp_path / "run.tmp-dead"
+    stale.mkdir()
+    (stale / ".dcsim-writing").write_text("999999999\n")  # no such process
+    (stale / "summary.json").write_text("{}")
+    foreign = tmp_path / "run.tmp-notours"
+    foreign.mkdir()
+    with atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "run.tmp-notours"]
+
+
+def test_outputs_honour_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "run") as tmp:
+            (tmp / "a.txt").write_text("a")
+        with atomic_file(tmp_path / "b.txt") as tmp:
+            tmp.write_text("b")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "run" / "a.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.txt").stat().st_mode) == 0o644
+
+
+def test_a_file_output_is_not_replaced_unless_asked(tmp_path):
+    path = tmp_path / "trace.parquet"
+    path.write_text("mine")
+    with pytest.raises(DcsimInputError, match="file exists"):
+        with atomic_file(path, overwrite=False) as tmp:
+            tmp.write_text("new")
+    assert path.read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["trace.parquet"]

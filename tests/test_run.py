@@ -25,8 +25,8 @@ def scenario(**sections):
     return Scenario.from_dict(d, check_configs=False)
 
 
-def go(sc, tmp_path, cfg, name="out"):
-    return run(sc, out_dir=tmp_path / name, progress=False, configs={"tiny": cfg})
+def go(sc, tmp_path, cfg, name="out", overwrite=False):
+    return run(sc, out_dir=tmp_path / name, progress=False, configs={"tiny": cfg}, overwrite=overwrite)
 
 
 def test_a_run_writes_every_output_and_they_agree(tiny_config, tmp_path):
@@ -34,7 +34,7 @@ def test_a_run_writes_every_output_and_they_agree(tiny_config, tmp_path):
     out = tmp_path / "out"
     names = {p.name for p in out.iterdir()}
     assert names == {"site.parquet", "rows.parquet", "racks.parquet", "events.parquet", "requests.parquet",
-                     "summary.json", "power.png"}
+                     "summary.json", "power.png", ".dcsim-output"}
     site = pl.read_parquet(out / "site.parquet")
     assert site.columns == ["t_s", "node", "resolution_s", "power_w"]
     assert sorted(site["resolution_s"].unique().to_list()) == [0.25, 1.0, 60.0]
@@ -72,7 +72,7 @@ def test_a_failed_run_leaves_no_partial_folder_and_keeps_the_old_one(tiny_config
 
     monkeypatch.setattr(dcsim.plots, "plot_site_rows", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        go(scenario(simulation={"seed": 4}), tmp_path, tiny_config)
+        go(scenario(simulation={"seed": 4}), tmp_path, tiny_config, overwrite=True)
     assert (tmp_path / "out" / "summary.json").read_text() == before
     with pytest.raises(RuntimeError, match="disk full"):
         go(sc, tmp_path, tiny_config, name="fresh")
@@ -85,7 +85,7 @@ def test_servers_and_csv_are_written_when_asked(tiny_config, tmp_path):
                            "requests": False})
     res = go(sc, tmp_path, tiny_config)
     names = {p.name for p in (tmp_path / "out").iterdir()}
-    assert names == {"site.csv", "servers.csv", "events.csv", "summary.json"}
+    assert names == {"site.csv", "servers.csv", "events.csv", "summary.json", ".dcsim-output"}
     servers = pl.read_csv(tmp_path / "out" / "servers.csv")
     assert servers["node"].n_unique() == 8 and servers.height == 8 * 120
     assert len(res.summary["levels"]["server"]) == 8
