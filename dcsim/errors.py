@@ -44,3 +44,13 @@ def as_1d_array(where: str, values: Any, what: str = "numbers", *, finite: bool 
             raise DcsimInputError(where, float(arr[i]), "finite numbers only (no NaN or inf)",
                                   problem=f"sample {i} is not finite")
     return arr
+
+
+def clipped(value: Any, limit: int = 80) -> str:
+    """``str(value)`` cut to ``limit`` characters, so a long bad value (a 128 KB CSV field) keeps its message short.
+
+    >>> clipped("x" * 100, 10)
+    'xxxxxxxxx…'
+    """
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
