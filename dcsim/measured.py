@@ -15,6 +15,17 @@ A run directory holds ``power.csv`` (nvidia-smi samples, local wall-clock time),
 3. each GPU is interpolated linearly onto the grid (read at ``t + power_lag_s`` when compensating),
    NaN where its bracketing samples are more than 3 grid steps apart, then summed.
 
+What is refused (one ``DcsimInputError`` naming the file, row or key, the value and what is allowed;
+never a traceback or a silently different trace): files that are missing, folders, not UTF-8 or not
+CSV/JSON; times of day outside 00:00:00..23:59:59.999; a GPU index that is not a whole number; a reading
+outside 0..3000 W; a GPU's clock stepping back from one of its rows to its next (rows are never re-sorted;
+GPUs may interleave in any order, an exact repeat of a row is dropped) or two different readings of one GPU
+at one time; a GPU whose samples start or stop more than 5 s inside the engine log; engine or request
+times that are not epoch seconds (milliseconds are named as such), engine times that do not increase,
+request arrivals outside the engine log (± 60 s); an empty request log; a manifest clock offset that is not
+a finite zone offset (|x| <= 14 h); a grid without a single valid power sample. ``check_distinct_runs``
+refuses the same run given twice. On the 12 shared runs none of these fires and every array is unchanged.
+
 Which A_t trains the classifier: neither the engine's ``running`` count kept here nor a count rebuilt
 exactly from the request log, but A_t *simulated* from the run's own arrivals and token counts through
 the fitted latency surrogate and the FIFO-64 queue (``dcsim.calibrate.simulated_active``), because that
@@ -55,6 +66,7 @@ from dcsim.errors import DcsimInputError, clipped
 REDUCED_HEADER = ["time_local", "gpu", "power_w"]
 ENGINE_COLUMNS = ["t_epoch_s", "running", "waiting", "prompt_tokens_total", "generation_tokens_total"]
 REQUEST_KEYS = ["request_timestamps", "input_lens", "output_lens", "ttfts"]
+POWER_FILE = "a CSV file time_local,gpu,power_w (or nvidia-smi's timestamp, index, power.draw [W])"
 
 MAX_GAP_STEPS = 3            # a grid step bracketed by samples more than this many steps apart is a gap
 FINE_LAG_S = 3.0             # fine lag search: ±3 s ...
@@ -150,12 +162,12 @@ def _read_text(path: Path, what: str) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DcsimInputError(str(path), exc.strerror or type(exc).__name__, f"a readable file ({what})",
+        raise DcsimInputError(str(path), exc.strerror or type(exc).__name__, f"a readable file: {what}",
                               problem="cannot read") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DcsimInputError(str(path), data[exc.start:exc.start + 4], f"UTF-8 text ({what})",
+        raise DcsimInputError(str(path), data[exc.start:exc.start + 4], f"UTF-8 text: {what}",
                               problem=f"not UTF-8 text at byte {exc.start}") from None
 
 
@@ -164,7 +176,7 @@ def _read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:   # JSONDecodeError, over-long integers, deep nesting
-        raise DcsimInputError(str(path), clipped(exc), f"valid JSON ({what})", problem="not JSON") from None
+        raise DcsimInputError(str(path), clipped(exc), what, problem="not JSON") from None
 
 
 def _read_rows(path: Path, what: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -178,13 +190,13 @@ def _read_rows(path: Path, what: str) -> tuple[list[str], list[tuple[int, list[s
                 rows.append((reader.line_num, [c.strip() for c in r]))
     except csv.Error as exc:
         raise DcsimInputError(f"{path} (row {reader.line_num})", clipped(exc),
-                              f"{what}: plain CSV fields of under {csv.field_size_limit()} characters",
+                              f"{what}, fields of under {csv.field_size_limit()} characters",
                               problem="unreadable CSV") from None
     if not rows:
-        raise DcsimInputError(str(path), "", f"{what} with a header", problem="empty file")
+        raise DcsimInputError(str(path), "", f"{what}, with a header", problem="empty file")
     header = rows[0][1]
     if len(rows) < 2:
-        raise DcsimInputError(str(path), clipped(",".join(header)), f"{what} after the header", problem="no data rows")
+        raise DcsimInputError(str(path), clipped(",".join(header)), f"{what}, with data rows after the header", problem="no data rows")
     return header, rows[1:]
 
 
@@ -254,7 +266,7 @@ def read_power_csv(path: str | Path, date: str | None = None,
     order; a row repeated exactly is dropped.
     """
     path = Path(path)
-    header, rows = _read_rows(path, "power.csv: rows time_local,gpu,power_w")
+    header, rows = _read_rows(path, POWER_FILE)
     kind = _power_format(header)
     if kind == "unknown":
         raise DcsimInputError(f"{path}: header", clipped(",".join(header)),
@@ -379,7 +391,7 @@ def read_engine_csv(path: str | Path) -> EngineSamples:
     cumulative token counters that decrease.
     """
     path = Path(path)
-    header, rows = _read_rows(path, "engine.csv: rows " + ",".join(ENGINE_COLUMNS))
+    header, rows = _read_rows(path, "a CSV file " + ",".join(ENGINE_COLUMNS))
     missing = [c for c in ENGINE_COLUMNS if c not in header]
     if missing:
         raise DcsimInputError(f"{path}: header", clipped(",".join(header)), ",".join(ENGINE_COLUMNS),
@@ -425,9 +437,9 @@ def read_requests_json(path: str | Path) -> RequestLog:
     completion order is sorted, each request's fields kept together).
     """
     path = Path(path)
-    data = _read_json(path, "requests.json: an object of lists " + ", ".join(REQUEST_KEYS))
+    data = _read_json(path, "a JSON object of lists " + ", ".join(REQUEST_KEYS))
     if not isinstance(data, dict):
-        raise DcsimInputError(str(path), type(data).__name__, f"an object with keys {', '.join(REQUEST_KEYS)}")
+        raise DcsimInputError(str(path), f"a JSON {type(data).__name__}", f"an object with keys {', '.join(REQUEST_KEYS)}")
     for key in REQUEST_KEYS:
         if key not in data:
             raise DcsimInputError(f"{path}: {key}", "<missing>", "a list, one entry per request",
@@ -469,9 +481,9 @@ def read_requests_json(path: str | Path) -> RequestLog:
 def _read_manifest(path: Path) -> dict:
     if not path.exists():
         return {}
-    manifest = _read_json(path, "manifest.json: an object of run settings")
+    manifest = _read_json(path, "a JSON object of run settings")
     if not isinstance(manifest, dict):
-        raise DcsimInputError(str(path), type(manifest).__name__, "a JSON object")
+        raise DcsimInputError(str(path), f"a JSON {type(manifest).__name__}", "a JSON object of run settings")
     return manifest
 
 
@@ -503,7 +515,7 @@ def _manifest_settings(manifest: dict, path: Path) -> tuple[float | None, str | 
 def _source_date(path: Path) -> str | None:
     if not path.exists():
         return None
-    for line in _read_text(path, "source.txt: provenance lines 'key: value'").splitlines():
+    for line in _read_text(path, "provenance lines 'key: value'").splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "power_date" and value.strip():
             return value.strip()
@@ -750,7 +762,7 @@ def load_run(path: str | Path, dt_s: float = 0.25, compensate_lag: bool = True) 
     date_where = f"{manifest_file}: clock.power_first_timestamp"
     if not date:
         date, date_where = _source_date(path / "source.txt"), f"{path / 'source.txt'}: power_date"
-    header, _ = _read_rows(power_file, "power.csv: rows time_local,gpu,power_w")
+    header, _ = _read_rows(power_file, POWER_FILE)
     file_has_dates = _power_format(header) == "nvidia-smi"
     t_naive, gpu, power = read_power_csv(power_file, date, date_where)
     engine = read_engine_csv(engine_file)

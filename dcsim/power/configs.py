@@ -166,7 +166,8 @@ def _read_artifact_json(path: Path, what: str) -> dict:
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise DcsimInputError(str(path), f"byte {exc.start}", f"UTF-8 JSON text ({what})", problem="not text") from None
+        raise DcsimInputError(str(path), path.read_bytes()[exc.start:exc.start + 4], f"UTF-8 JSON text ({what})",
+                              problem=f"not UTF-8 text at byte {exc.start}") from None
     except (ValueError, RecursionError) as exc:   # JSONDecodeError, over-long integers, deep nesting
         raise DcsimInputError(str(path), clipped(exc), f"valid JSON ({what})", problem="not JSON") from None
     except OSError as exc:
@@ -182,6 +183,8 @@ def _rebuild(path: Path, what: str, build: Callable[[dict], Any]) -> Any:
     try:
         return build(data)
     except DcsimInputError as exc:     # e.g. where 'states.phi' from StateDictionary.from_dict -> 'states.json: phi'
+        if exc.where.startswith(str(path)):
+            raise
         _, _, key = exc.where.partition(".")
         raise DcsimInputError(f"{path}: {key}" if key else str(path), exc.value, exc.allowed, exc.problem) from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
