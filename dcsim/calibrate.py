@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dcsim.errors import DcsimInputError
-from dcsim.measured import MeasuredRun, load_run, segments_of
+from dcsim.measured import MeasuredRun, check_distinct_runs, load_run, segments_of
 from dcsim.power.classifier import StateClassifier
 from dcsim.configs import CalibratedConfig, check_config_name, save_config, written_by_calibrate
 from dcsim.io import check_writable
@@ -164,6 +164,7 @@ def calibrate(name: str, run_dirs: Sequence[str | Path], roles: Sequence[str] | 
     if not run_dirs:
         raise DcsimInputError("RUN_DIR", [], "one or more measured run directories")
     runs = [load_run(d) for d in run_dirs]
+    check_distinct_runs(runs)
     gpus = {r.n_gpus for r in runs}
     if len(gpus) > 1:
         raise DcsimInputError("RUN_DIR", {r.name: r.n_gpus for r in runs},
@@ -216,7 +217,7 @@ def calibrate(name: str, run_dirs: Sequence[str | Path], roles: Sequence[str] | 
         "bic_curve": {str(kk): float(v) for kk, v in states.bic_curve_.items()},
         "provenance": provenance or "calibrated with dcsim calibrate from the runs listed",
         "runs": [{
-            "name": s.run.name, "path": str(s.run.path), "role": s.role,
+            "name": s.run.name, "role": s.role,
             "power_lag_s": s.run.power_lag_s, "clock_source": s.run.clock_source,
             "train_intervals_epoch_s": s.intervals(s.train), "val_intervals_epoch_s": s.intervals(s.val),
             "test_intervals_epoch_s": s.intervals(s.test),

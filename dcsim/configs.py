@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from dcsim.constants import SLOTS_PER_SERVER
-from dcsim.errors import DcsimInputError
+from dcsim.errors import DcsimInputError, clipped
 from dcsim.power.classifier import StateClassifier
 from dcsim.power.states import StateDictionary
 from dcsim.serving.latency import LatencySurrogate
@@ -122,30 +123,116 @@ def resolve_config_dir(name_or_path: str | Path) -> Path:
     shipped = shipped_dir() / text
     if "/" not in text and (shipped / "meta.json").is_file():
         return shipped
+    if candidate.exists():
+        raise DcsimInputError("--config", text, "a shipped configuration name or an artifact folder path",
+                              problem="a file, not a configuration folder")
     names = ", ".join(shipped_names()) or "none shipped"
     raise DcsimInputError("--config", text, f"a shipped configuration ({names}) or an artifact folder path",
                           problem="unknown configuration")
 
 
-def load_config(name_or_path: str | Path, verify: bool = True) -> CalibratedConfig:
-    """Load a calibrated configuration by shipped name or folder path (checksums verified)."""
-    folder = resolve_config_dir(name_or_path)
+def _read_artifact_json(path: Path, what: str) -> dict:
+    """The JSON object in an artifact file; one DcsimInputError naming the file if it is missing or unreadable."""
+    if path.is_dir():
+        raise DcsimInputError(str(path), "a directory", what, problem="not a file")
+    if not path.is_file():
+        raise DcsimInputError(str(path), "missing", what, problem="artifact file missing")
     try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise DcsimInputError(str(folder / "meta.json"), "malformed JSON", "a meta.json written by dcsim calibrate",
-                              problem=str(exc)) from None
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DcsimInputError(str(path), path.read_bytes()[exc.start:exc.start + 4], f"UTF-8 JSON text ({what})",
+                              problem=f"not UTF-8 text at byte {exc.start}") from None
+    except (ValueError, RecursionError) as exc:   # JSONDecodeError, over-long integers, deep nesting
+        raise DcsimInputError(str(path), clipped(exc), f"valid JSON ({what})", problem="not JSON") from None
+    except OSError as exc:
+        raise DcsimInputError(str(path), exc.strerror or "unreadable", what, problem="cannot read") from None
+    if not isinstance(data, dict):
+        raise DcsimInputError(str(path), f"a JSON {type(data).__name__}", f"a JSON object ({what})")
+    return data
+
+
+def _rebuild(path: Path, what: str, build: Callable[[dict], Any]) -> Any:
+    """``build(contents of path)``; its errors re-raised as one DcsimInputError naming the file (and key)."""
+    data = _read_artifact_json(path, what)
+    try:
+        return build(data)
+    except DcsimInputError as exc:     # e.g. where 'states.phi' from StateDictionary.from_dict -> 'states.json: phi'
+        if exc.where.startswith(str(path)):
+            raise
+        _, _, key = exc.where.partition(".")
+        raise DcsimInputError(f"{path}: {key}" if key else str(path), exc.value, exc.allowed, exc.problem) from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        raise DcsimInputError(str(path), clipped(exc), f"{what} as written by dcsim calibrate",
+                              problem="unusable contents") from None
+
+
+def _tokens_from_dict(path: Path, d: dict) -> TokenQuantiles:
+    """Token quantile tables: two equal-length lists (at least 2 entries) of non-decreasing token counts >= 0."""
+    lengths = {}
+    for key in ("n_in_quantiles", "n_out_quantiles"):
+        values = d.get(key)
+        ok = (isinstance(values, list) and len(values) >= 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values))
+        arr = np.asarray(values, dtype=float) if ok else None
+        if not ok or not (np.all(np.isfinite(arr)) and np.all(arr >= 0) and np.all(np.diff(arr) >= 0)):
+            raise DcsimInputError(f"{path}: {key}", "missing" if values is None else clipped(json.dumps(values)),
+                                  "a list of at least 2 non-decreasing token counts >= 0 (quantiles)")
+        lengths[key] = len(values)
+    if len(set(lengths.values())) > 1:
+        raise DcsimInputError(str(path), lengths, "n_in_quantiles and n_out_quantiles of equal length")
+    return TokenQuantiles.from_dict(d)
+
+
+def _load_classifier(path: Path) -> StateClassifier:
+    if path.is_dir():
+        raise DcsimInputError(str(path), "a directory", "a classifier.pt written by dcsim calibrate", problem="not a file")
+    try:
+        return StateClassifier.load(path)
+    except (DcsimInputError, OSError, EOFError, RuntimeError, KeyError, TypeError, ValueError, AttributeError,
+            IndexError, OverflowError, pickle.UnpicklingError):
+        raise DcsimInputError(str(path), "not a classifier saved by dcsim",
+                              "a torch file written by dcsim calibrate (StateClassifier.save)",
+                              problem="unreadable classifier") from None
+
+
+def _check_meta(path: Path, meta: dict) -> None:
+    for key in ("n_gpus", "slots"):
+        v = meta.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise DcsimInputError(f"{path}: {key}", v if isinstance(v, (int, float)) else clipped(json.dumps(v)),
+                                  "a whole number >= 1")
+    if "name" in meta and not isinstance(meta["name"], str):
+        raise DcsimInputError(f"{path}: name", clipped(json.dumps(meta["name"])), "the configuration's name (a string)")
+    sums = meta.get("checksums_sha256", {})
+    if not (isinstance(sums, dict) and all(isinstance(v, str) for v in sums.values())):
+        raise DcsimInputError(f"{path}: checksums_sha256", clipped(json.dumps(sums)),
+                              "an object of file name -> SHA-256 hex digest")
+
+
+def load_config(name_or_path: str | Path, verify: bool = True) -> CalibratedConfig:
+    """Load a calibrated configuration by shipped name or folder path (checksums verified).
+
+    Any unusable artifact (missing, a folder, not JSON, missing keys, wrong types, not a torch file, changed
+    after calibration) is one DcsimInputError naming the file (and key).
+    """
+    folder = resolve_config_dir(name_or_path)
+    meta = _read_artifact_json(folder / "meta.json", "a meta.json written by dcsim calibrate")
+    _check_meta(folder / "meta.json", meta)
     for f in ARTIFACT_FILES:
+        if (folder / f).is_dir():
+            raise DcsimInputError(str(folder / f), "a directory", "the files " + ", ".join(ARTIFACT_FILES),
+                                  problem="not a file")
         if not (folder / f).is_file():
             raise DcsimInputError(str(folder / f), "missing", "the files " + ", ".join(ARTIFACT_FILES),
                                   problem="artifact file missing")
         if verify and meta.get("checksums_sha256", {}).get(f) not in (None, _sha256(folder / f)):
             raise DcsimInputError(str(folder / f), "checksum mismatch", "the file as written by dcsim calibrate",
                                   problem="artifact changed after calibration")
-    states = StateDictionary.from_dict(json.loads((folder / "states.json").read_text()))
-    surrogate = LatencySurrogate.from_dict(json.loads((folder / "surrogate.json").read_text()))
-    tokens = TokenQuantiles.from_dict(json.loads((folder / "tokens.json").read_text()))
-    classifier = StateClassifier.load(folder / "classifier.pt")
+    states = _rebuild(folder / "states.json", "a state dictionary (means_w, sigmas_w, ...)", StateDictionary.from_dict)
+    surrogate = _rebuild(folder / "surrogate.json", "a latency surrogate", LatencySurrogate.from_dict)
+    tokens = _rebuild(folder / "tokens.json", "token quantiles (n_in_quantiles, n_out_quantiles)",
+                      lambda d: _tokens_from_dict(folder / "tokens.json", d))
+    classifier = _load_classifier(folder / "classifier.pt")
     return CalibratedConfig(meta.get("name", folder.name), states, classifier, surrogate, tokens, meta, folder)
 
 

@@ -75,3 +75,13 @@ def check_number(where: str, value: Any, allowed: str, *, low: float = 0.0, low_
     if v < low or (low_open and v == low) or v > high or (high_open and v == high):
         raise DcsimInputError(where, value, allowed)
     return v
+
+
+def clipped(value: Any, limit: int = 80) -> str:
+    """``str(value)`` cut to ``limit`` characters, so a long bad value (a 128 KB CSV field) keeps its message short.
+
+    >>> clipped("x" * 100, 10)
+    'xxxxxxxxx…'
+    """
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
