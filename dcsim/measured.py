@@ -85,7 +85,7 @@ _DAY_S = 86400
 MAX_GPU_POWER_W = 3000.0     # one GPU's reading; the largest boards draw ~1.4 kW, so more is not a measurement
 MAX_GPU_INDEX = 1023
 MAX_ROLLOVER_STEP_S = 3600   # a midnight rollover lands within an hour of the previous sample
-COVER_TOL_S = 5.0            # every GPU's samples span the engine log to within 5 s at each end
+COVER_TOL_S = 5.0            # every GPU's samples span the others' to within 5 s at each end
 REQUEST_SLACK_S = 60.0       # request arrivals lie within the engine log's span, give or take 60 s
 EPOCH_RANGE_S = (946684800.0, 4102444800.0)   # 2000-01-01 .. 2100-01-01 UTC: epoch seconds, not ms
 MAX_TOKENS = 10_000_000      # prompt or output tokens of one request
@@ -695,17 +695,25 @@ def _local_clock(t_epoch_s: float, offset_s: float) -> str:
 
 def _check_gpus_cover_engine(gpus: Gpus, labels: np.ndarray, engine: EngineSamples, offset_s: float,
                              power_file: Path) -> None:
-    """Refuse a GPU whose samples start late or stop early against the engine log (a GPU that vanished
-    half-way would otherwise cut the run silently to the span every GPU covers)."""
-    e0, e1 = float(engine.t_s[0]), float(engine.t_s[-1])
-    allowed = f"every GPU sampled over the whole of engine.csv (to within {COVER_TOL_S:g} s of its start and end)"
+    """Refuse a GPU whose samples start late or stop early against the other GPUs of the server (a GPU that
+    vanished half-way would otherwise cut the run silently to the span every GPU covers).
+
+    A power log that starts after or stops before the engine log as a whole is a real thing (the logger
+    started late or stopped early) and is accepted: the grid steps it does not cover are NaN, and nothing
+    fits or scores them."""
+    if len(gpus) < 2:
+        return
+    first = min(float(t[0]) for t, _ in gpus)
+    last = max(float(t[-1]) for t, _ in gpus)
+    e0, e1 = max(first, float(engine.t_s[0])), min(last, float(engine.t_s[-1]))
+    allowed = f"every GPU sampled as long as the others (to within {COVER_TOL_S:g} s of their start and end)"
     for g, (t, _) in zip(labels.tolist(), gpus):
         if t[-1] < e1 - COVER_TOL_S:
             raise DcsimInputError(f"{power_file}: gpu {g}", f"last sample at {_local_clock(t[-1], offset_s)}", allowed,
-                                  problem=f"GPU {g} stops {e1 - t[-1]:.1f} s before engine.csv ends")
+                                  problem=f"GPU {g} stops {e1 - t[-1]:.1f} s before the other GPUs")
         if t[0] > e0 + COVER_TOL_S:
             raise DcsimInputError(f"{power_file}: gpu {g}", f"first sample at {_local_clock(t[0], offset_s)}", allowed,
-                                  problem=f"GPU {g} starts {t[0] - e0:.1f} s after engine.csv begins")
+                                  problem=f"GPU {g} starts {t[0] - e0:.1f} s after the other GPUs")
 
 
 def _check_requests_in_engine_span(requests: RequestLog, engine: EngineSamples, requests_file: Path) -> None:
@@ -744,8 +752,8 @@ def load_run(path: str | Path, dt_s: float = 0.25, compensate_lag: bool = True) 
     zone search; either way it is checked by cross-correlation (``xcorr_check``). With
     ``compensate_lag`` power is read ``power_lag_s`` later than each grid time, lining it up with the work.
 
-    Every file is checked as it is read (see the readers); across files, every GPU must cover the engine
-    log (to within ``COVER_TOL_S``), the request arrivals must lie within it (give or take
+    Every file is checked as it is read (see the readers); across files, every GPU must cover what the
+    others cover (to within ``COVER_TOL_S``), the request arrivals must lie within it (give or take
     ``REQUEST_SLACK_S``) and the grid must hold some valid power. Any failure is one ``DcsimInputError``.
     """
     path = Path(path)
