@@ -18,7 +18,24 @@ class DcsimInputError(ValueError):
         self.problem = problem
         shown = value if isinstance(value, (int, float)) else repr(value)
         head = f"{where}: {problem}, got {shown}" if problem else f"{where}: got {shown}"
-        super().__init__(f"{head}; allowed: {allowed}")
+        self.message = f"{head}; allowed: {allowed}"
+        super().__init__(where, value, allowed, problem)  # args rebuild it: SimPy re-raises type(e)(*e.args)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple:  # pickles across processes (dask workers) with its fields
+        return (type(self), (self.where, self.value, self.allowed, self.problem))
+
+
+def plugin_error(where: str, obj: Any, exc: BaseException, allowed: str) -> DcsimInputError:
+    """An exception raised inside a user's plug-in (a router, a policy, an arrival process) as one input error
+    naming the plug-in and where it was called; a DcsimInputError it raised itself is passed on."""
+    if isinstance(exc, DcsimInputError):
+        return exc
+    name = obj.__name__ if isinstance(obj, type) else type(obj).__name__
+    return DcsimInputError(f"{where} ({name})", f"{type(exc).__name__}: {exc}"[:300], allowed,
+                           problem="the plug-in raised")
 
 
 def as_1d_array(where: str, values: Any, what: str = "numbers", *, finite: bool = True,

@@ -160,3 +160,23 @@ def test_a_user_policy_plugs_in_and_trips_one_rack(tiny_config, tmp_path):
     idx = server_indices_under(fac.tree, "row0/rack0")
     lost = res.requests["lost"]
     assert lost.any() and np.all(np.isin(res.requests["server"][lost], idx))
+
+
+def test_a_policy_that_raises_in_step_is_one_input_error_not_a_simpy_type_error(tiny_config):
+    class Flaky(CapPolicy):
+        def step(self, t_s, node_power_w, tree):
+            raise RuntimeError("sensor offline")
+
+    fac = hall(tiny_config, rows=1, racks=1, per_rack=2, limits_w={"row": 1e9})
+    with pytest.raises(DcsimInputError, match=r"control.policy step\(\) \(Flaky\).*RuntimeError: sensor offline"):
+        simulate(fac, independent_streams(Poisson(2.0, FixedTokens(100, 50)), 2), 10.0, policy=Flaky())
+
+
+def test_a_policy_that_raises_an_input_error_inside_simpy_keeps_its_message(tiny_config):
+    class Strict(CapPolicy):
+        def step(self, t_s, node_power_w, tree):
+            raise DcsimInputError("control.params.threshold", -1, "a threshold > 0")
+
+    fac = hall(tiny_config, rows=1, racks=1, per_rack=2, limits_w={"row": 1e9})
+    with pytest.raises(DcsimInputError, match=r"^control.params.threshold: got -1; allowed: a threshold > 0$"):
+        simulate(fac, independent_streams(Poisson(2.0, FixedTokens(100, 50)), 2), 10.0, policy=Strict())

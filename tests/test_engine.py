@@ -284,3 +284,47 @@ def test_a_router_declaring_something_else_is_refused(tiny_config):
 
     with pytest.raises(DcsimInputError, match="reads.*nothing, queues, power"):
         Stream(Poisson(1.0, TOKENS), [0, 1], Odd())
+
+
+class _Raises(Router):
+    def __init__(self, reads="queues"):
+        self.reads = reads
+
+    def choose(self, t_s, n_in, n_out, servers, rng):
+        raise ZeroDivisionError("oops")
+
+
+class _OutOfRange(Router):
+    reads = "queues"
+
+    def choose(self, t_s, n_in, n_out, servers, rng):
+        return len(servers) + 3
+
+
+@pytest.mark.parametrize("reads", ["nothing", "queues", "power"])
+def test_a_router_that_raises_is_one_input_error_on_every_path(tiny_config, reads):
+    fac = hall(tiny_config, rows=1, racks=1, per_rack=2)
+    with pytest.raises(DcsimInputError, match=r"routing.router choose\(\) \(_Raises\).*ZeroDivisionError: oops"):
+        simulate(fac, pooled_streams(fac.tree, "rack", Poisson(4.0, TOKENS), _Raises(reads)), 10.0, seed=0)
+
+
+def test_a_router_choosing_a_server_out_of_range_is_named(tiny_config):
+    fac = hall(tiny_config, rows=1, racks=1, per_rack=2)
+    with pytest.raises(DcsimInputError, match=r"_OutOfRange.*got 5; allowed: an index 0..1"):
+        simulate(fac, pooled_streams(fac.tree, "rack", Poisson(4.0, TOKENS), _OutOfRange()), 10.0, seed=0)
+
+
+def test_an_arrival_process_that_raises_or_returns_junk_is_named(tiny_config):
+    class Broken(ArrivalProcess):
+        def sample(self, duration_s, rng):
+            raise KeyError("rate")
+
+    class Junk(ArrivalProcess):
+        def sample(self, duration_s, rng):
+            return [1, 2, 3]
+
+    fac = hall(tiny_config, rows=1, racks=1, per_rack=2)
+    with pytest.raises(DcsimInputError, match=r"workload.arrival sample\(\) \(Broken\).*KeyError"):
+        simulate(fac, independent_streams(Broken(), 2), 10.0)
+    with pytest.raises(DcsimInputError, match=r"\(Junk\).*got 'list'"):
+        simulate(fac, independent_streams(Junk(), 2), 10.0)

@@ -54,9 +54,9 @@ import numpy as np
 from dcsim import seeds
 from dcsim.configs import CalibratedConfig
 from dcsim.constants import STEP_S
-from dcsim.errors import DcsimInputError
+from dcsim.errors import DcsimInputError, plugin_error
 from dcsim.facility.control import CapPolicy
-from dcsim.facility.hall import Hall, checked_choice, quantize_w
+from dcsim.facility.hall import Hall, call_router, checked_choice, quantize_w
 from dcsim.facility.tree import aggregate_chunk, finish_sums, new_sums, nodes_at, server_indices_under, servers
 from dcsim.power.chain import power_rows, serve
 from dcsim.serving.features import active_grid
@@ -217,8 +217,8 @@ def _static_assign(reqs: Requests, stream: Stream, rng: np.random.Generator) -> 
     stream.router.reset()
     out = np.empty(len(reqs), dtype=np.int64)
     for j in range(len(reqs)):
-        out[j] = checked_choice(stream, stream.router.choose(float(reqs.arrival_s[j]), int(reqs.n_in[j]),
-                                                             int(reqs.n_out[j]), view, rng), view)
+        out[j] = checked_choice(stream, call_router(stream, float(reqs.arrival_s[j]), int(reqs.n_in[j]),
+                                                    int(reqs.n_out[j]), view, rng), view)
     return out
 
 
@@ -231,15 +231,23 @@ def _draw(streams: Sequence[Stream], n_servers: int, duration_s: float, rngs: Se
             raise DcsimInputError(f"stream {stream.name}.servers".strip(), int(stream.servers.max()),
                                   f"server indices 0..{n_servers - 1}")
         rng_draw, rng_route = rng.spawn(2)
-        if stream.router is None:
-            if stream.servers.size == 1:
-                parts = [stream.process.sample(duration_s, rng_draw)]
-            else:
+        try:
+            if stream.router is None and stream.servers.size > 1:
                 parts = split_shared(stream.process, int(stream.servers.size), duration_s, rng_draw)
+            else:
+                reqs = stream.process.sample(duration_s, rng_draw)
+                parts = [reqs]
+        except Exception as e:
+            raise plugin_error("workload.arrival sample()", stream.process, e,
+                               "an arrival process whose sample() returns dcsim Requests") from None
+        if not all(isinstance(p, Requests) for p in parts):
+            bad = next(p for p in parts if not isinstance(p, Requests))
+            raise DcsimInputError(f"workload.arrival sample() ({type(stream.process).__name__})", type(bad).__name__,
+                                  "a dcsim.workload.arrivals.Requests")
+        if stream.router is None:
             for i, part in zip(stream.servers, parts):
                 per_server[i].append(part)
             continue
-        reqs = stream.process.sample(duration_s, rng_draw)
         if dispatch_later and stream.router.reads != "nothing":
             routed.append((reqs, stream, rng_route))
             continue

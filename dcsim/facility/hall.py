@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import simpy
 
-from dcsim.errors import DcsimInputError
+from dcsim.errors import DcsimInputError, plugin_error
 from dcsim.facility.control import ACTION_EVENTS, Action, CapPolicy
 from dcsim.facility.tree import aggregate_chunk, finish_sums, new_sums, server_indices_under
 from dcsim.power.chain import power_from_probs
@@ -46,6 +46,18 @@ def checked_choice(stream: "Stream", k: Any, view: ServerView) -> int:
         raise DcsimInputError(f"routing.router ({type(stream.router).__name__})", int(k), "an online server",
                               problem="chose an offline server")
     return int(k)
+
+
+def call_router(stream: "Stream", t_s: float, n_in: int, n_out: int, view: ServerView,
+                rng: np.random.Generator) -> Any:
+    """``stream.router.choose(...)``; anything but :class:`NoServerOnline` it raises becomes one input error."""
+    try:
+        return stream.router.choose(t_s, n_in, n_out, view, rng)
+    except NoServerOnline:
+        raise
+    except Exception as e:
+        raise plugin_error("routing.router choose()", stream.router, e,
+                           "a router whose choose() returns the index of an online server") from None
 
 
 class Hall:
@@ -188,8 +200,8 @@ class Hall:
             rid = offset + j
             view = self._view(pool)
             try:
-                k = checked_choice(stream, stream.router.choose(float(t), int(reqs.n_in[j]), int(reqs.n_out[j]),
-                                                                view, rng), view)
+                k = checked_choice(stream, call_router(stream, float(t), int(reqs.n_in[j]), int(reqs.n_out[j]),
+                                                       view, rng), view)
             except NoServerOnline:
                 self.log.lost[rid] = True
                 continue
@@ -260,7 +272,11 @@ class Hall:
             if self.policy is not None:
                 node_power = {node: float(trace.mean()) for node, trace in sums.items()}
                 node_power.update(zip(self.names, it.mean(axis=1).tolist()))
-                actions = self.policy.step(t1, node_power, self.ptree)
+                try:
+                    actions = self.policy.step(t1, node_power, self.ptree)
+                except Exception as e:
+                    raise plugin_error("control.policy step()", self.policy, e,
+                                       "a policy whose step() returns a list of Actions") from None
                 self._apply(t1, actions)
             self._update_speed(uncapped)
             if self.progress:
