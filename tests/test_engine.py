@@ -328,3 +328,10 @@ def test_an_arrival_process_that_raises_or_returns_junk_is_named(tiny_config):
         simulate(fac, independent_streams(Broken(), 2), 10.0)
     with pytest.raises(DcsimInputError, match=r"\(Junk\).*got 'list'"):
         simulate(fac, independent_streams(Junk(), 2), 10.0)
+
+
+@pytest.mark.parametrize("duration_s, rate", [(1e12, 1.0), (3600.0, 1e9)])
+def test_a_run_that_cannot_fit_is_refused_with_its_estimate_before_allocating(tiny_config, duration_s, rate):
+    fac = hall(tiny_config, rows=1, racks=1, per_rack=2)
+    with pytest.raises(DcsimInputError, match=r"simulation: too large to simulate here, got 'about [\d,.e+]+ TiB"):
+        simulate(fac, independent_streams(Poisson(rate, TOKENS), 2), duration_s)

@@ -345,6 +345,70 @@ def _power(facility: Facility, schedules: list[tuple[np.ndarray, np.ndarray]], s
     return traces, max_active, server_active
 
 
+# ------------------------------------------------------------------------------------------- memory
+
+BYTES_PER_REQUEST = 200        # drawn (24 B), served (32 B), latencies, the request table (~50 B), their copies
+BYTES_PER_NODE_STEP = 8 * 3    # each node's float64 sum, its resampled outputs and the written tables
+BYTES_PER_CHUNK_STEP = 8 * 6   # A_t, features (2), power draws and the GRU's float32 work, per server in a chunk
+
+
+def expected_requests(streams: Sequence[Stream], duration_s: float) -> float | None:
+    """Requests the streams will draw over ``duration_s`` (∫ λ dt on a coarse grid), None when a process has
+    no intensity to integrate (a plug-in that does not define ``rate_per_s``)."""
+    t = np.linspace(0.0, float(duration_s), 2049)
+    total = 0.0
+    for s in streams:
+        try:
+            rate = np.asarray(s.process.rate_per_s(t), dtype=float)
+        except NotImplementedError:
+            return None
+        except Exception:
+            return None
+        total += float(np.mean(rate)) * float(duration_s)
+    return total
+
+
+def estimate_memory_bytes(facility: Facility, streams: Sequence[Stream], n_steps: int, chunk_servers: int,
+                          keep_servers: bool) -> float:
+    """Peak memory a run will need (bytes), estimated before anything is allocated."""
+    n_servers = len(facility.server_names)
+    n_nodes = facility.tree.number_of_nodes() - n_servers
+    per_step = n_nodes * BYTES_PER_NODE_STEP + min(chunk_servers, n_servers) * BYTES_PER_CHUNK_STEP
+    if keep_servers:
+        per_step += n_servers * 8 * 3
+    requests = expected_requests(streams, n_steps * STEP_S) or 0.0
+    return float(n_steps) * per_step + requests * BYTES_PER_REQUEST
+
+
+def available_memory_bytes() -> float:
+    """Memory this machine can give a run now (MemAvailable), or infinity where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024.0
+    except OSError:
+        pass
+    return float("inf")
+
+
+def _gib(x: float) -> str:
+    return f"{x / 2**30:,.3g} GiB" if x < 2**40 else f"{x / 2**40:,.0f} TiB"
+
+
+def check_fits(facility: Facility, streams: Sequence[Stream], n_steps: int, chunk_servers: int,
+               keep_servers: bool) -> float:
+    """Refuse, before allocating, a run whose estimated memory exceeds what the machine has available."""
+    need = estimate_memory_bytes(facility, streams, n_steps, chunk_servers, keep_servers)
+    have = available_memory_bytes()
+    if need > 0.8 * have:
+        raise DcsimInputError("simulation", f"about {_gib(need)} of memory",
+                              f"a run that fits in the {_gib(have)} this machine has available now "
+                              "(shorten simulation.duration_s, lower the rate or the number of servers, or drop the "
+                              "server level from outputs.levels)", problem="too large to simulate here")
+    return need
+
+
 # --------------------------------------------------------------------------------------- simulation
 
 def simulate_hall(facility: Facility, streams: Sequence[Stream], duration_s: float, seed: int = 0,
@@ -362,7 +426,7 @@ def simulate_hall(facility: Facility, streams: Sequence[Stream], duration_s: flo
         raise DcsimInputError("simulation.duration_s", duration_s, "a positive number of seconds")
     if not (np.isfinite(dt_s) and dt_s > 0):
         raise DcsimInputError("simulation.step_s", dt_s, "a positive number of seconds")
-    n_steps = int(np.floor(duration_s / dt_s + 1e-9))
+    n_steps = int(np.floor(duration_s / dt_s + 1e-9)) if duration_s / dt_s < 2**62 else 2**62
     if n_steps < 1:
         raise DcsimInputError("simulation.duration_s", duration_s, f"at least one step of {dt_s} s")
     if isinstance(chunk_servers, bool) or not isinstance(chunk_servers, (int, np.integer)) or chunk_servers < 1:
@@ -378,6 +442,7 @@ def simulate_hall(facility: Facility, streams: Sequence[Stream], duration_s: flo
     elif path not in PATHS or PATHS.index(path) < PATHS.index(auto):
         raise DcsimInputError("path", path, f"one of {list(PATHS[PATHS.index(auto):])} for these inputs")
 
+    check_fits(facility, streams, n_steps, chunk_servers, keep_servers)
     n_servers = len(facility.server_names)
     stream_rngs = seeds.children(seed, "arrivals", len(streams))
     server_rngs = [g.spawn(2) for g in seeds.children(seed, "servers", n_servers)]  # (serving, power)
