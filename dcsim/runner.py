@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from dcsim.errors import DcsimInputError
+from dcsim.io import json_ready
 from dcsim.facility.control import make_policy
 from dcsim.facility.engine import EVENT_COLUMNS, EngineResult, Facility, Stream, simulate_hall
 from dcsim.facility.tree import LEVELS, nodes_at, resample_mean, servers
@@ -134,23 +135,6 @@ def _trace_frames(result: EngineResult, tree: Any, levels: list[str], resolution
     return frames
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def _percentiles(x: np.ndarray) -> dict[str, float | None]:
     x = x[np.isfinite(x)]
     if x.size == 0:
@@ -159,8 +143,41 @@ def _percentiles(x: np.ndarray) -> dict[str, float | None]:
     return {"p50": float(p50), "p99": float(p99), "mean": float(x.mean())}
 
 
+def limit_report(facility: Facility, result: EngineResult) -> dict[str, dict[str, Any]]:
+    """Every node with a limit: its limit and idle floor (W), peak, headroom (limit − peak), time over the limit
+    and the worst excess, at the engine's step (site: facility power, others IT power)."""
+    report = {}
+    for node, attrs in facility.tree.nodes(data=True):
+        limit = attrs.get("limit_w")
+        if limit is None:
+            continue
+        row = {"limit_w": float(limit), "idle_floor_w": facility.idle_floor_w(node)}
+        trace = result.traces.get(node)
+        if trace is not None and trace.size:
+            excess = trace - float(limit)
+            row.update({"peak_w": float(trace.max()), "headroom_w": float(limit - trace.max()),
+                        "time_over_limit_s": float((excess > 0).sum() * result.dt_s),
+                        "worst_excess_w": float(max(excess.max(), 0.0))})
+        report[node] = row
+    return report
+
+
+def limit_warnings(report: dict[str, dict[str, Any]], policy: Any) -> list[str]:
+    """What a planner must not miss: a limit below the node's idle floor (it cannot be met, a breaker trips at
+    once, a cap would hold GPUs below idle), or limits exceeded with no policy acting on them."""
+    out = []
+    for node, r in report.items():
+        if r["limit_w"] < r["idle_floor_w"]:
+            out.append(f"limit of {node} ({r['limit_w'] / 1e3:.3g} kW) is below its idle floor "
+                       f"({r['idle_floor_w'] / 1e3:.3g} kW: idle GPUs + P_base): it cannot be met")
+        if policy is None and r.get("time_over_limit_s", 0.0) > 0:
+            out.append(f"{node} was over its limit for {r['time_over_limit_s']:g} s (worst by "
+                       f"{r['worst_excess_w'] / 1e3:.3g} kW) and control.policy is 'none': nothing acted on it")
+    return out
+
+
 def _summary(scenario: Any, result: EngineResult, tree: Any, levels: list[str], resolutions_s: list[float],
-             wall_s: float, name: str) -> dict[str, Any]:
+             wall_s: float, name: str, facility: Facility | None = None) -> dict[str, Any]:
     from dcsim.metrics import planning_summary
 
     finest = min(resolutions_s)
@@ -176,7 +193,8 @@ def _summary(scenario: Any, result: EngineResult, tree: Any, levels: list[str], 
     for e in result.events:
         counts[e["event"]] = counts.get(e["event"], 0) + 1
     policy = result.policy
-    return _json_safe({
+    limits = limit_report(facility, result) if facility is not None else {}
+    return json_ready({
         "scenario": name,
         "source": scenario.source,
         "engine_path": result.path,
@@ -195,6 +213,8 @@ def _summary(scenario: Any, result: EngineResult, tree: Any, levels: list[str], 
         "max_active_per_server": float(result.max_active.max()) if result.max_active.size else 0.0,
         "events": counts,
         "policy": None if policy is None else {"config": policy.config(), "state": policy.state()},
+        "limits": limits,
+        "warnings": limit_warnings(limits, policy),
         "wall_time_s": wall_s,
         "scenario_config": scenario.to_dict(),
     })
@@ -252,6 +272,12 @@ def _print_summary(console: Any, summary: dict[str, Any], out_dir: Path | None) 
                   f"lost {req['lost']}); TTFT {fmt(lat['ttft'])}; end to end {fmt(lat['end_to_end'])}")
     if summary["events"]:
         console.print("events: " + ", ".join(f"{k} × {v}" for k, v in sorted(summary["events"].items())))
+    limits = summary.get("limits") or {}
+    if limits:
+        shown = sorted(limits.items(), key=lambda kv: kv[1].get("headroom_w", float("inf")))[:12]
+        console.print("limits (tightest first): " + "; ".join(
+            f"{node} {r['limit_w'] / 1e3:.3g} kW, headroom {r['headroom_w'] / 1e3:+.3g} kW, over for "
+            f"{r['time_over_limit_s']:g} s" for node, r in shown if "headroom_w" in r))
     if out_dir is not None:
         console.print(f"wrote {out_dir}")
 
@@ -307,7 +333,9 @@ def run(scenario: Any, out_dir: str | Path | None = None, progress: bool = True,
         pl.col("lost").cast(pl.Boolean))
     events = pl.DataFrame(result.events or None, schema={"t_s": pl.Float64, "node": pl.String, "event": pl.String,
                                                          "detail": pl.String}).select(EVENT_COLUMNS)
-    summary = _summary(scenario, result, tree, levels, resolutions, time.perf_counter() - start, name)
+    summary = _summary(scenario, result, tree, levels, resolutions, time.perf_counter() - start, name, facility)
+    for line in summary["warnings"]:
+        console.print(f"dcsim: warning: {line}", markup=False, highlight=False, soft_wrap=True)
     written = None
     if write:
         _write(target, scenario, result, tree, frames, requests, events, summary, overwrite)

@@ -105,6 +105,14 @@ class Facility:
     def server_names(self) -> list[str]:
         return servers(self.tree)
 
+    def idle_floor_w(self, node: str) -> float:
+        """The least power ``node`` draws with every server under it idle (W): idle GPU power (the lowest power
+        state's mean) + P_base per server, × PUE at the site (the site is facility power)."""
+        idx = server_indices_under(self.tree, node)
+        names = self.config_of()
+        idle = sum(float(self.configs[names[i]].states.means_[0]) + float(self.p_base_w[i]) for i in idx)
+        return idle * (self.pue if self.tree.nodes[node].get("level") == "site" else 1.0)
+
     def config_of(self) -> list[str]:
         """Configuration name of every server, index order."""
         return [self.tree.nodes[n]["config"] for n in servers(self.tree)]
