@@ -29,9 +29,9 @@ import numpy as np
 import polars as pl
 
 from dcsim.errors import DcsimInputError
-from dcsim.facility.control import make_policy
 from dcsim.facility.engine import EVENT_COLUMNS, EngineResult, Facility, Stream, simulate
-from dcsim.facility.tree import LEVELS, nodes_at, resample_mean, servers
+from dcsim.constants import LEVELS
+from dcsim.facility.tree import nodes_at, resample_mean, servers
 from dcsim.power.configs import CalibratedConfig, load_config
 from dcsim.workload.tokens import TokenSource
 
@@ -108,11 +108,7 @@ def build_inputs(scenario: Any, configs: dict[str, CalibratedConfig] | None = No
         for node, idx in zip(pool_nodes, scenario.pools()):
             proc = scenario.arrival_process(tokens_for(names[int(idx[0])]), n_servers=int(idx.size), rng=rng)
             streams.append(Stream(proc, idx, scenario.router(), name=node))
-    c = scenario.control
-    defaults = {"trip_time_s": 5.0, "restart_s": 300.0, "cap_fraction": 1.0}
-    policy = make_policy(c.policy, **{k: (getattr(c, k) if getattr(c, k) is not None else v)
-                                      for k, v in defaults.items()}, params=c.params)
-    return facility, streams, policy
+    return facility, streams, scenario.policy()
 
 
 # ------------------------------------------------------------------------------------------------ results

@@ -47,8 +47,9 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, 
                       field_validator, model_validator)
 
 from dcsim.errors import DcsimInputError
-from dcsim.workload.arrivals import ArrivalProcess, Poisson, RateProfile, TraceReplay, load_plugin
-from dcsim.workload.routing import JoinShortestQueue, LeastPower, RandomRouter, RoundRobin, Router, load_router
+from dcsim.plugins import load_plugin, load_router
+from dcsim.workload.arrivals import ArrivalProcess, Poisson, RateProfile, TraceReplay
+from dcsim.workload.routing import ROUTERS, Router
 from dcsim.workload.tokens import (BUILTIN_TOKEN_TABLES, EmpiricalTokens, FixedTokens, LognormalTokens,
                                    TokenSource)
 
@@ -72,8 +73,6 @@ ARRIVALS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 _ARRIVAL_PARAMS = ("rate_per_s", "times_s", "rates_per_s", "period_s", "mean_rate_per_s", "amplitude",
                    "peak_hour", "path", "start_s", "offset_s", "wrap", "params")
 STREAMS = ("independent", "shared_intensity", "pooled")
-ROUTERS: dict[str, type[Router]] = {"random": RandomRouter, "round_robin": RoundRobin,
-                                    "join_shortest_queue": JoinShortestQueue, "least_power": LeastPower}
 POLICIES = ("none", "breaker", "cap")
 LEVELS = ("site", "row", "rack", "server")
 _DEFAULT_RESOLUTIONS_S = (0.25, 1.0, 60.0, 900.0)
@@ -583,7 +582,7 @@ class Scenario(_Model):
 
     def policy(self) -> Any:
         """A fresh :class:`~dcsim.facility.control.CapPolicy` for ``[control]``, or None for ``"none"``."""
-        from dcsim.facility.control import make_policy
+        from dcsim.plugins import make_policy
 
         c = self.control
         return make_policy(c.policy, trip_time_s=c.trip_time_s, restart_s=c.restart_s, cap_fraction=c.cap_fraction,

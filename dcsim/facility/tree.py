@@ -27,10 +27,10 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from dcsim.constants import LEVELS
 from dcsim.errors import DcsimInputError
 
 __all__ = [
-    "LEVELS",
     "SITE",
     "build_tree",
     "tree_from_layout",
@@ -46,7 +46,6 @@ __all__ = [
 ]
 
 SITE = "site"
-LEVELS = ("site", "row", "rack", "server")
 
 
 def build_tree(rows: int, racks_per_row: int, servers_per_rack: int, configs: list[str] | str = "default",
