@@ -27,8 +27,8 @@ from typing import Any
 
 from dcsim.errors import DcsimInputError
 
-__all__ = ["load_plugin", "resolve_spec", "spec_of", "load_router", "make_router", "load_policy", "make_policy",
-           "make_arrival", "PLUGIN_FORM"]
+__all__ = ["load_plugin", "resolve_path", "resolve_spec", "spec_of", "load_router", "router_class", "make_router",
+           "load_policy", "make_policy", "make_arrival", "PLUGIN_FORM"]
 
 PLUGIN_FORM = "or a plug-in 'module:Class' / 'path/to/file.py:Class'"
 
@@ -94,15 +94,20 @@ def _import_file(path: Path, where: str, spec: str, allowed: str) -> Any:
     return module
 
 
-def resolve_spec(base_dir: Path, spec: Any) -> Any:
+def resolve_path(base_dir: str | Path, name: str) -> str:
+    """A path as written in a scenario (``~`` expanded; relative to ``base_dir``), made absolute."""
+    p = Path(name).expanduser()
+    return str(p if p.is_absolute() else (Path(base_dir) / p).resolve())
+
+
+def resolve_spec(base_dir: str | Path, spec: Any) -> Any:
     """``"rel/file.py:Class"`` → the file's absolute path (relative to ``base_dir``); any other spec unchanged."""
     if not isinstance(spec, str) or ":" not in spec:
         return spec
     module, cls = spec.rsplit(":", 1)
     if not module.endswith(".py"):
         return spec
-    p = Path(module).expanduser()
-    return f"{p if p.is_absolute() else (Path(base_dir) / p).resolve()}:{cls}"
+    return f"{resolve_path(base_dir, module)}:{cls}"
 
 
 def spec_of(obj: Any) -> Any:
@@ -133,14 +138,21 @@ def load_router(spec: str, where: str = "routing.router") -> type:
     return load_plugin(spec, Router, where=where)
 
 
-def make_router(spec: Any, where: str = "workload.routing") -> Any:
-    """A router: a built-in name (``ROUTERS``), ``"module:Class"`` or a Router class (built without
-    arguments), or a Router instance (as it is)."""
+def router_class(spec: Any, where: str = "workload.routing") -> type:
+    """The Router class a scenario names: a built-in name (``ROUTERS``), ``"module:Class"``, a Router class,
+    or a Router instance's class."""
     from dcsim.workload.routing import ROUTERS, Router
 
     if isinstance(spec, Router):
-        return spec
-    return _class_of(spec, Router, ROUTERS, where, f"one of {', '.join(ROUTERS)} {PLUGIN_FORM}")()
+        return type(spec)
+    return _class_of(spec, Router, ROUTERS, where, f"one of {', '.join(ROUTERS)} {PLUGIN_FORM}")
+
+
+def make_router(spec: Any, where: str = "workload.routing") -> Any:
+    """A router: a Router instance as it is, else :func:`router_class` built without arguments."""
+    from dcsim.workload.routing import Router
+
+    return spec if isinstance(spec, Router) else router_class(spec, where)()
 
 
 # ------------------------------------------------------------------------------------------ policies
