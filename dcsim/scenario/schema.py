@@ -49,6 +49,7 @@ from dcsim.errors import DcsimInputError
 from dcsim.facility.control import POLICIES, CapPolicy
 from dcsim.plugins import PLUGIN_FORM, resolve_spec, spec_of
 from dcsim.scenario.overrides import Strict, apply_override, dotted, key, parse_override, toml_error, translate
+from dcsim.scenario import build
 from dcsim.scenario.layout import Facility
 from dcsim.scenario.workload import Workload
 from dcsim.workload.tokens import EmpiricalTokens
@@ -218,8 +219,9 @@ class Scenario(Strict):
         return self._source
 
     def to_dict(self) -> dict[str, Any]:
-        """The scenario as plain JSON-able data (paths resolved, defaults filled; a class or instance as its
-        ``"module:Class"``); ``from_dict`` takes it back."""
+        """The scenario as plain JSON-able data (paths resolved, defaults filled); ``from_dict`` takes it back.
+        A class or instance given from Python is written as its ``"module:Class"`` (an instance's own
+        settings are in its ``config()``, see :func:`dcsim.scenario.build.component_configs`)."""
         return self.model_dump(mode="json", exclude_none=True)
 
     # -- what the engine is built from (see dcsim.scenario.build)
@@ -236,26 +238,18 @@ class Scenario(Strict):
 
     def build_tree(self) -> Any:
         """A fresh ``networkx.DiGraph`` power tree (see :mod:`dcsim.facility.tree`) with the site's limits."""
-        from dcsim.scenario import build
-
         return build.build_tree(self)
 
     def pools(self) -> list[np.ndarray]:
         """Server indices of each group a pooled stream feeds (``workload.pool``), in tree order."""
-        from dcsim.scenario import build
-
         return build.pools(self)
 
     def token_source(self, config: str | None = None) -> Any:
         """The token-length source for servers running ``config``; None means that configuration's own."""
-        from dcsim.scenario import build
-
         return build.token_source(self, config)
 
     def arrival_process(self, tokens: Any, n_servers: int = 1, rng: np.random.Generator | None = None) -> Any:
         """The configured arrival process for a group of ``n_servers`` servers (see :func:`build.arrival_process`)."""
-        from dcsim.scenario import build
-
         return build.arrival_process(self, tokens, n_servers, rng)
 
     def router(self) -> Any:
@@ -305,8 +299,6 @@ class Scenario(Strict):
             c.build()  # builds it once: options and plug-ins are checked here
 
     def _check_workload(self) -> None:
-        from dcsim.scenario import build
-
         build.check_workload(self)
 
     def _check_configs(self) -> None:
