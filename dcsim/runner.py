@@ -28,18 +28,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from dcsim.constants import LEVELS
 from dcsim.errors import DcsimInputError
-from dcsim.io import json_ready
-from dcsim.facility.control import make_policy
-from dcsim.facility.engine import EVENT_COLUMNS, EngineResult, Facility, Stream, simulate_hall
-from dcsim.facility.tree import LEVELS, nodes_at, resample_mean, servers
-from dcsim.configs import CalibratedConfig, load_config
-from dcsim.workload.tokens import TokenSource
+from dcsim.io import json_ready, resample_mean
+from dcsim.facility.engine import EVENT_COLUMNS, EngineResult, Facility, simulate_hall
+from dcsim.facility.tree import nodes_at, servers
+from dcsim.configs import CalibratedConfig
+from dcsim.scenario.build import build_inputs
 
-__all__ = ["RunResult", "run", "build_inputs", "LEVEL_FILES"]
+__all__ = ["RunResult", "run", "LEVEL_FILES", "limit_report", "limit_warnings"]
 
 LEVEL_FILES = {"site": "site", "row": "rows", "rack": "racks", "server": "servers"}
-_STREAM_SEED_KEY = 3  # SeedSequence(seed) children 0–2 belong to the engine; 3 draws random start times
 
 
 @dataclass
@@ -60,60 +59,6 @@ class RunResult:
             if sel.height:
                 return sel["power_w"].to_numpy()
         raise DcsimInputError("node/resolution_s", (node, resolution_s), "a node and resolution that were written")
-
-
-# ---------------------------------------------------------------------------------------- scenario → objects
-
-def _load_configs(names: list[str]) -> dict[str, CalibratedConfig]:
-    return {name: load_config(name) for name in dict.fromkeys(names)}
-
-
-def build_inputs(scenario: Any, configs: dict[str, CalibratedConfig] | None = None
-                 ) -> tuple[Facility, list[Stream], Any]:
-    """The engine's inputs for a scenario: the facility, the request streams and the control policy (or None).
-
-    ``configs`` (name → configuration) skips loading the scenario's configurations by name.
-    """
-    names = scenario.server_configs()
-    configs = dict(configs) if configs is not None else _load_configs(names)
-    tree = scenario.build_tree()
-    facility = Facility(tree, configs, scenario.site.p_base_w, scenario.site.pue)
-    rng = np.random.default_rng(np.random.SeedSequence(scenario.simulation.seed, spawn_key=(_STREAM_SEED_KEY,)))
-    tokens_cache: dict[str, TokenSource] = {}
-
-    def tokens_for(config: str) -> TokenSource:
-        if config not in tokens_cache:
-            src = scenario.token_source(config)
-            tokens_cache[config] = src if src is not None else configs[config].tokens
-        return tokens_cache[config]
-
-    w = scenario.workload
-    random_start = w.start_s == "random"
-    streams: list[Stream] = []
-    server_names = servers(tree)
-    if w.stream == "independent":
-        shared: dict[str, Any] = {}
-        for i, config in enumerate(names):
-            if random_start:
-                proc = scenario.arrival_process(tokens_for(config), n_servers=1, rng=rng)
-            else:
-                if config not in shared:
-                    shared[config] = scenario.arrival_process(tokens_for(config), n_servers=1, rng=rng)
-                proc = shared[config]
-            streams.append(Stream(proc, np.array([i]), None, name=server_names[i]))
-    elif w.stream == "shared_intensity":
-        proc = scenario.arrival_process(tokens_for(names[0]), n_servers=len(names), rng=rng)
-        streams.append(Stream(proc, np.arange(len(names)), None, name="hall"))
-    else:
-        pool_nodes = ["site"] if w.pool == "site" else nodes_at(tree, w.pool)
-        for node, idx in zip(pool_nodes, scenario.pools()):
-            proc = scenario.arrival_process(tokens_for(names[int(idx[0])]), n_servers=int(idx.size), rng=rng)
-            streams.append(Stream(proc, idx, scenario.router(), name=node))
-    c = scenario.control
-    defaults = {"trip_time_s": 5.0, "restart_s": 300.0, "cap_fraction": 1.0}
-    policy = make_policy(c.policy, **{k: (getattr(c, k) if getattr(c, k) is not None else v)
-                                      for k, v in defaults.items()}, params=c.params)
-    return facility, streams, policy
 
 
 # ------------------------------------------------------------------------------------------------ results

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from dcsim.errors import DcsimInputError
-from dcsim.workload.arrivals import (ArrivalProcess, Poisson, RateProfile, Requests, TraceReplay, load_plugin,
-                                     split_shared, thin)
+from dcsim.plugins import load_plugin
+from dcsim.workload.arrivals import ArrivalProcess, Poisson, RateProfile, Requests, TraceReplay, split_shared, thin
 from dcsim.workload.tokens import EmpiricalTokens, FixedTokens
 
 FIXED = FixedTokens(100, 10)

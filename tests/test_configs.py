@@ -70,7 +70,8 @@ def test_a_normal_non_editable_install_finds_the_shipped_artifacts(tmp_path):
     build = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(REPO)],
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
-    code = ("import dcsim, dcsim.configs as c; print(dcsim.__file__); print(sorted(c.shipped_names()));"
+    code = ("import dcsim, dcsim.scenario, dcsim.configs as c; print(dcsim.__file__); "
+            "print(sorted(c.shipped_names()));"
             "print(c.load_config('qwen3-8b_a100_tp1').states.k_)")
     env = dict(os.environ, PYTHONPATH=str(target))
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)

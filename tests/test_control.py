@@ -6,10 +6,10 @@ import pytest
 from test_engine import hall, tiny_config  # noqa: F401  (shared fixture)
 
 from dcsim.errors import DcsimInputError
-from dcsim.facility.control import (Action, BreakerPolicy, CapPolicy, PowerCap, load_policy, make_policy,
-                                    per_server_cap_w)
+from dcsim.facility.control import Action, BreakerPolicy, CapPolicy, PowerCap, per_server_cap_w
 from dcsim.facility.engine import independent_streams, simulate_hall as simulate
 from dcsim.facility.tree import build_tree, server_indices_under
+from dcsim.plugins import load_policy, make_policy
 from dcsim.workload.arrivals import Poisson, RateProfile
 from dcsim.workload.tokens import FixedTokens
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from dcsim.errors import DcsimInputError
-from dcsim.workload.routing import (JoinShortestQueue, LeastPower, NoServerOnline, RandomRouter, RoundRobin,
-                                    Router, ServerView, load_router)
+from dcsim.plugins import load_router
+from dcsim.workload.routing import (JoinShortestQueue, LeastPower, NoServerOnline, RandomRouter, RoundRobin, Router,
+                                    ServerView)
 
 
 def view(active=(0, 0, 0, 0), queued=(0, 0, 0, 0), power_w=(100.0, 100.0, 100.0, 100.0),

@@ -10,8 +10,9 @@ from test_engine import tiny_config  # noqa: F401  (shared fixture)
 
 import dcsim.plots
 from dcsim.workload.tokens import TokenQuantiles
-from dcsim.runner import build_inputs, run
+from dcsim.runner import run
 from dcsim.scenario import Scenario
+from dcsim.scenario.build import build_inputs, component_configs
 
 
 def scenario(**sections):
@@ -110,6 +111,17 @@ def test_streams_follow_the_workload_section(tiny_config):
     _, streams, _ = build_inputs(scenario(workload={"stream": "pooled", "pool": "row",
                                                      "routing": "join_shortest_queue"}), configs)
     assert [s.servers.size for s in streams] == [4, 4] and streams[0].router is not streams[1].router
+
+
+def test_every_component_describes_itself(tiny_config):
+    sc = scenario(workload={"stream": "pooled", "pool": "row", "routing": "round_robin"},
+                  site={"limits_w": {"row": 2800.0}}, control={"policy": "breaker", "trip_time_s": 3.0})
+    c = component_configs(*build_inputs(sc, {"tiny": tiny_config})[1:])
+    (pools,) = c["streams"]  # both rows: the same process, tokens and router
+    assert pools["streams"] == ["row0", "row1"] and pools["router"]["class"] == "dcsim.workload.routing:RoundRobin"
+    assert pools["arrivals"]["rate_per_s"] == 2.0 and pools["tokens"] == tiny_config.tokens.config()
+    assert c["policy"]["trip_time_s"] == 3.0
+    json.dumps(c)
 
 
 def test_a_breaker_scenario_writes_its_events(tiny_config, tmp_path):

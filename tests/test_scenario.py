@@ -12,6 +12,7 @@ import pytest
 import dcsim.scenario as sc
 from dcsim.errors import DcsimInputError
 from dcsim.scenario import Scenario, load_scenario, mix_assignment, parse_override
+from dcsim.facility.control import BreakerPolicy, PowerCap
 from dcsim.workload.arrivals import Poisson, RateProfile, TraceReplay
 from dcsim.workload.routing import JoinShortestQueue, RandomRouter
 from dcsim.workload.tokens import EmpiricalTokens, FixedTokens, LognormalTokens
@@ -28,7 +29,7 @@ def known_configs(monkeypatch):
         if name not in KNOWN and not (Path(name) / "meta.json").is_file():
             raise DcsimInputError("--config", name, f"a shipped configuration ({', '.join(sorted(KNOWN))})",
                                   problem="unknown configuration")
-    monkeypatch.setattr(sc, "_check_config", check)
+    monkeypatch.setattr(sc.schema, "_check_config", check)
 
 
 def base() -> dict:
@@ -431,6 +432,27 @@ def test_a_plugin_arrival_gets_its_params_tokens_and_rate_scale(tmp_path):
     refused({**d, "workload": {**d["workload"], "params": {"gap": 2.0}}}, "workload.params", base_dir=tmp_path)
     refused({**d, "workload": {**d["workload"], "arrival": "my_arrivals.py:Nope"}}, "workload.arrival", "Nope",
             base_dir=tmp_path)
+
+
+def test_python_callers_may_give_classes_and_instances_for_arrival_routing_and_policy():
+    tok = FixedTokens(10, 5)
+    proc = Poisson(1.0, tok)
+    s = Scenario.from_dict(with_(base(), workload={"arrival": proc, "rate_per_s": None, "stream": "pooled",
+                                                   "routing": JoinShortestQueue()},
+                                 site={"limits_w": {"row": 3e4}}, control={"policy": BreakerPolicy(trip_time_s=1.0)}))
+    assert s.arrival_process(tok, n_servers=4) is proc and isinstance(s.router(), JoinShortestQueue)
+    assert s.policy().trip_time_s == 1.0
+    assert json.loads(json.dumps(s.to_dict()))["workload"]["arrival"] == "dcsim.workload.arrivals:Poisson"
+    s.control.policy = PowerCap(cap_fraction=0.5)  # or set on the scenario
+    assert s.policy().cap_fraction == 0.5
+    by_class = Scenario.from_dict(with_(base(), workload={"arrival": Poisson, "rate_per_s": None, "params": {
+        "rate_per_s": 2.0}, "routing": RandomRouter, "stream": "shared_intensity"}))
+    assert by_class.arrival_process(tok, n_servers=24).rate_per_s(np.array([0.0]))[0] == 48.0
+    refused(with_(base(), workload={"arrival": proc, "rate_per_s": None, "stream": "shared_intensity"}),
+            "workload.arrival", "cannot be scaled by 24")
+    refused(with_(base(), workload={"routing": dict}), "workload.routing", "not a subclass of Router")
+    refused(with_(base(), site={"limits_w": {"row": 3e4}}, control={"policy": dict}), "control.policy",
+            "not a subclass of CapPolicy")
 
 
 def test_from_dict_takes_numpy_values_and_loading_writes_nothing(tmp_path):

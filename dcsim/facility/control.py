@@ -23,30 +23,27 @@ What the engine does with an action (the physics, kept out of the policies):
   over the last control interval), so its requests take longer, its queue grows and A_t rises.
 
 The tree a policy sees carries what it needs: every node's ``level`` and ``limit_w``, every server's
-``p_base_w``, and ``tree.graph["pue"]``. A user's policy, named ``"module:Class"``, is loaded by
-:func:`load_policy`; it must accept its parameters as keyword arguments.
+``p_base_w``, and ``tree.graph["pue"]``. :data:`POLICIES` names the built-ins for scenarios; a user's
+policy, named ``"module:Class"``, is loaded by :func:`dcsim.plugins.load_policy`; it must accept its
+parameters as keyword arguments.
 """
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import networkx as nx
 
 from dcsim.errors import DcsimInputError, check_number
 from dcsim.facility.tree import SITE
-from dcsim.workload.arrivals import load_plugin
 
 __all__ = ["Action", "ACTION_EVENTS", "CapPolicy", "BreakerPolicy", "PowerCap", "limited_nodes",
-           "per_server_cap_w", "load_policy", "make_policy", "BUILTIN_POLICIES"]
+           "per_server_cap_w", "POLICIES"]
 
 ACTION_EVENTS = {"trip": "trip", "restore": "restore", "cap": "cap_on", "uncap": "cap_off"}
 """Action kind → the event name written to the events table."""
-
-BUILTIN_POLICIES = ("none", "breaker", "cap")
-
 
 @dataclass(frozen=True)
 class Action:
@@ -228,35 +225,7 @@ class PowerCap(CapPolicy):
         return {"capped": {k: round(v, 3) for k, v in sorted(self.capped_.items())}, "n_caps": self.n_caps_}
 
 
-def load_policy(spec: str, params: Mapping[str, Any] | None = None, where: str = "control.policy") -> CapPolicy:
-    """A user's :class:`CapPolicy` named ``"module:Class"``, built with ``params`` as keyword arguments."""
-    cls = load_plugin(spec, CapPolicy, where=where)
-    try:
-        return cls(**dict(params or {}))
-    except DcsimInputError:
-        raise
-    except TypeError as exc:
-        raise DcsimInputError("control.params", sorted(params or {}), f"the keyword arguments of {spec}",
-                              problem=str(exc)) from None
-
-
-def make_policy(policy: str, trip_time_s: float = 5.0, restart_s: float = 300.0, cap_fraction: float = 0.9,
-                params: Mapping[str, Any] | None = None) -> CapPolicy | None:
-    """The policy a scenario names: ``"none"`` → None, ``"breaker"``, ``"cap"`` or ``"module:Class"``.
-
-    ``params`` go to the built-in's extra keywords (cap: release_margin, release_hold_s) or to a user class.
-    """
-    params = dict(params or {})
-    if policy == "none":
-        return None
-    try:
-        if policy == "breaker":
-            return BreakerPolicy(trip_time_s=trip_time_s, restart_s=restart_s, **params)
-        if policy == "cap":
-            return PowerCap(cap_fraction=cap_fraction, **params)
-    except TypeError as exc:
-        raise DcsimInputError("control.params", sorted(params), f"the options of the {policy!r} policy",
-                              problem=str(exc)) from None
-    if isinstance(policy, str) and ":" in policy:
-        return load_policy(policy, params)
-    raise DcsimInputError("control.policy", policy, "none, breaker, cap or 'module:Class'")
+POLICIES: dict[str, type[CapPolicy] | None] = {"none": None, "breaker": BreakerPolicy, "cap": PowerCap}
+"""The built-in policies by the name a scenario gives them (``control.policy``; ``"none"``: no policy). A
+built-in takes the ``[control]`` keys its ``__init__`` names (trip_time_s, restart_s, cap_fraction) and
+``control.params`` as its other options."""

@@ -148,11 +148,13 @@ class Stream:
                                   getattr(self.router, "reads", None), f"one of {', '.join(READS)}")
 
 
-def independent_streams(process_of: ArrivalProcess | Callable[[int], ArrivalProcess],
-                        n_servers: int) -> list[Stream]:
-    """One stream per server: each server its own draw of ``process_of`` (or of ``process_of(i)``)."""
+def independent_streams(process_of: ArrivalProcess | Callable[[int], ArrivalProcess], n_servers: int,
+                        names: Sequence[str] | None = None) -> list[Stream]:
+    """One stream per server: each server its own draw of ``process_of`` (or of ``process_of(i)``), stream ``i``
+    named ``names[i]`` (default ``server{i}``)."""
     one = isinstance(process_of, ArrivalProcess)
-    return [Stream(process_of if one else process_of(i), np.array([i]), name=f"server{i}") for i in range(n_servers)]
+    return [Stream(process_of if one else process_of(i), np.array([i]),
+                   name=f"server{i}" if names is None else names[i]) for i in range(n_servers)]
 
 
 def shared_stream(hall_process: ArrivalProcess, n_servers: int) -> list[Stream]:
@@ -161,16 +163,16 @@ def shared_stream(hall_process: ArrivalProcess, n_servers: int) -> list[Stream]:
     return [Stream(hall_process, np.arange(n_servers), None, name="hall")]
 
 
-def pooled_streams(tree: nx.DiGraph, level: str, process_of: ArrivalProcess | Callable[[int], ArrivalProcess],
-                   router: Router) -> list[Stream]:
+def pooled_streams(tree: nx.DiGraph, level: str,
+                   process_of: ArrivalProcess | Callable[[np.ndarray], ArrivalProcess], router: Router) -> list[Stream]:
     """One stream per node at ``level`` (``"site"``, ``"row"``, ``"rack"``), dispatched by a copy of ``router``.
 
-    ``process_of`` is the pool's whole traffic, or a function of the pool's server count giving it."""
+    ``process_of`` is the pool's whole traffic, or a function of the pool's server indices giving it."""
     one = isinstance(process_of, ArrivalProcess)
     out = []
     for node in nodes_at(tree, level):
         idx = server_indices_under(tree, node)
-        out.append(Stream(process_of if one else process_of(idx.size), idx, copy.deepcopy(router), name=node))
+        out.append(Stream(process_of if one else process_of(idx), idx, copy.deepcopy(router), name=node))
     return out
 
 

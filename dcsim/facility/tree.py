@@ -27,11 +27,11 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from dcsim.constants import LEVELS
 from dcsim.errors import DcsimInputError
 from dcsim.io import resample_mean
 
 __all__ = [
-    "LEVELS",
     "SITE",
     "build_tree",
     "tree_from_layout",
@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 SITE = "site"
-LEVELS = ("site", "row", "rack", "server")
 
 
 def build_tree(rows: int, racks_per_row: int, servers_per_rack: int, configs: list[str] | str = "default",

@@ -10,7 +10,7 @@ returns a :class:`Requests` schedule {(t_i, n_in_i, n_out_i)}. Built-ins:
 
 Across servers: give each server its own draw (independent), or draw once for the hall and split it
 with :func:`split_shared` (shared intensity: each server is a 1/N thinning of one λ(t)).
-A user's own process, named ``"module:Class"`` in a scenario, is loaded by :func:`load_plugin`.
+A user's own process, named ``"module:Class"`` in a scenario, is loaded by :func:`dcsim.plugins.load_plugin`.
 
 >>> from dcsim.workload.tokens import FixedTokens
 >>> reqs = Poisson(2.0, FixedTokens(100, 20)).sample(60.0, np.random.default_rng(1))
@@ -19,12 +19,7 @@ A user's own process, named ``"module:Class"`` in a scenario, is loaded by :func
 """
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
-import inspect
 import math
-import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from importlib import resources
@@ -37,8 +32,7 @@ from dcsim.errors import DcsimInputError
 from dcsim.io import read_table
 from dcsim.workload.tokens import EmpiricalTokens, TokenSource, token_columns
 
-__all__ = ["Requests", "ArrivalProcess", "Poisson", "RateProfile", "TraceReplay", "thin", "split_shared",
-           "load_plugin"]
+__all__ = ["Requests", "ArrivalProcess", "Poisson", "RateProfile", "TraceReplay", "thin", "split_shared"]
 
 
 # --------------------------------------------------------------------------------------------- schedule
@@ -214,8 +208,6 @@ class Poisson(ArrivalProcess):
 
 
 # ------------------------------------------------------------------------------------- rate profiles
-
-_DAY_S = 86400.0
 
 
 class RateProfile(ArrivalProcess):
@@ -615,59 +607,3 @@ def split_shared(process: ArrivalProcess, n_servers: int, duration_s: float,
     order = np.argsort(server, kind="stable")  # stable: each server's requests stay in time order
     bounds = np.cumsum(np.bincount(server, minlength=n_servers))[:-1]
     return [hall.slice(ix) for ix in np.split(order, bounds)]
-
-
-# ----------------------------------------------------------------------------------------- plug-ins
-
-def load_plugin(spec: str, base: type, where: str = "plugin") -> type:
-    """Import a user class named ``"package.module:Class"`` (or ``"path/to/file.py:Class"``) and check
-    that it is a concrete subclass of ``base``; any failure is a :class:`DcsimInputError` naming ``where``."""
-    allowed = f"'module:Class' naming a subclass of {base.__module__}.{base.__qualname__}"
-    if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
-        if isinstance(spec, str) and spec.count(":") > 1 and spec.rsplit(":", 1)[0].endswith(".py"):
-            mod_name, cls_name = spec.rsplit(":", 1)  # a Windows path with a drive letter
-        else:
-            raise DcsimInputError(where, spec, allowed, "not of the form module:Class")
-    else:
-        mod_name, cls_name = spec.split(":")
-    try:
-        if mod_name.endswith(".py"):
-            module = _import_file(Path(mod_name), where, spec, allowed)
-        else:
-            module = importlib.import_module(mod_name)
-    except DcsimInputError:
-        raise
-    except ModuleNotFoundError as e:
-        if e.name and (mod_name == e.name or mod_name.startswith(e.name + ".")):
-            raise DcsimInputError(where, spec, allowed, f"module {mod_name!r} not found") from None
-        raise DcsimInputError(where, spec, allowed, f"importing {mod_name!r} failed: {e}") from None
-    except Exception as e:
-        raise DcsimInputError(where, spec, allowed, f"importing {mod_name!r} failed: {type(e).__name__}: {e}") from None
-    obj: Any = module
-    for part in cls_name.split("."):
-        if not hasattr(obj, part):
-            raise DcsimInputError(where, spec, allowed, f"no {cls_name!r} in module {mod_name!r}")
-        obj = getattr(obj, part)
-    if not (isinstance(obj, type) and issubclass(obj, base)):
-        raise DcsimInputError(where, spec, allowed, f"{cls_name!r} is not a subclass of {base.__qualname__}")
-    if inspect.isabstract(obj):
-        missing = ", ".join(sorted(obj.__abstractmethods__))
-        raise DcsimInputError(where, spec, allowed, f"{cls_name!r} is abstract (implement {missing})")
-    return obj
-
-
-def _import_file(path: Path, where: str, spec: str, allowed: str) -> Any:
-    if not path.is_file():
-        raise DcsimInputError(where, spec, allowed, f"file {str(path)!r} not found")
-    name = f"dcsim_plugin_{path.stem}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
-    if name in sys.modules:
-        return sys.modules[name]
-    file_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(file_spec)
-    sys.modules[name] = module
-    try:
-        file_spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module

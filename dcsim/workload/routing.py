@@ -3,8 +3,8 @@
 One small abstract base, :class:`Router`, with one method ``choose(...)`` that returns the index of
 the server that gets the request, given a :class:`ServerView` of the group right now. Built-ins:
 :class:`RoundRobin`, :class:`RandomRouter`, :class:`JoinShortestQueue`, :class:`LeastPower`; all skip
-offline servers and raise :class:`NoServerOnline` when none is left. A user's router, named
-``"module:Class"``, is loaded by :func:`load_router`.
+offline servers and raise :class:`NoServerOnline` when none is left; :data:`ROUTERS` names them for
+scenarios. A user's router, named ``"module:Class"``, is loaded by :func:`dcsim.plugins.load_router`.
 
 >>> view = ServerView(active=np.array([3, 1, 0]), queued=np.array([0, 0, 2]),
 ...                   power_w=np.array([300.0, 200.0, 250.0]), online=np.array([True, True, True]))
@@ -19,10 +19,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dcsim.workload.arrivals import load_plugin
-
 __all__ = ["ServerView", "Router", "RoundRobin", "RandomRouter", "JoinShortestQueue", "LeastPower",
-           "NoServerOnline", "load_router", "READS"]
+           "NoServerOnline", "ROUTERS", "READS"]
 
 
 class NoServerOnline(RuntimeError):
@@ -140,6 +138,6 @@ class LeastPower(Router):
         return _argmin_random(power, idx, rng)
 
 
-def load_router(spec: str, where: str = "routing.router") -> type[Router]:
-    """A user's :class:`Router` subclass named ``"module:Class"``; see :func:`~dcsim.workload.arrivals.load_plugin`."""
-    return load_plugin(spec, Router, where=where)
+ROUTERS: dict[str, type[Router]] = {"random": RandomRouter, "round_robin": RoundRobin,
+                                    "join_shortest_queue": JoinShortestQueue, "least_power": LeastPower}
+"""The built-in routers by the name a scenario gives them (``workload.routing``)."""
