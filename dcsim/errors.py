@@ -1,7 +1,10 @@
 """The one exception a user can cause: bad input, named where it came from."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class DcsimInputError(ValueError):

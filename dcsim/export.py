@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from dcsim.errors import DcsimInputError, check_number
-from dcsim.io import TABLE_FORMATS, atomic_dir, atomic_file, resample_mean, write_table
+from dcsim.io import atomic_file, resample_mean
 
 __all__ = ["long_frame", "to_opendss_loadshape", "to_pypsa_series"]
 

@@ -19,7 +19,6 @@ CSV instead of (or besides) Parquet with ``outputs.formats``.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
