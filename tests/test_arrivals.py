@@ -10,7 +10,8 @@ import pytest
 
 from dcsim.errors import DcsimInputError
 from dcsim.plugins import load_plugin
-from dcsim.workload.arrivals import ArrivalProcess, Poisson, RateProfile, Requests, TraceReplay, split_shared, thin
+from dcsim.workload.arrivals import ArrivalProcess, Poisson, Requests, TraceReplay, split_shared, thin
+from dcsim.workload.profiles import Diurnal, RateProfile
 from dcsim.workload.tokens import EmpiricalTokens, FixedTokens
 
 FIXED = FixedTokens(100, 10)
@@ -93,7 +94,7 @@ def test_a_table_without_period_holds_its_last_rate_and_start_s_shifts_into_it()
 
 
 def test_diurnal_rate_peaks_at_peak_hour_and_averages_to_the_mean():
-    prof = RateProfile.diurnal(mean_rate_per_s=2.0, amplitude=0.6, peak_hour=15, tokens=FIXED)
+    prof = Diurnal(mean_rate_per_s=2.0, amplitude=0.6, peak_hour=15, tokens=FIXED)
     assert prof.rate_per_s(np.array([15 * 3600.0, 3 * 3600.0])) == pytest.approx([3.2, 0.8])
     reqs = prof.sample(2 * 86400.0, rng())
     assert within(len(reqs), 2.0 * 2 * 86400)
@@ -104,14 +105,14 @@ def test_diurnal_rate_peaks_at_peak_hour_and_averages_to_the_mean():
 
 
 def test_diurnal_start_s_moves_the_clock():
-    late = RateProfile.diurnal(1.0, 0.5, 12, FIXED, start_s=12 * 3600)
+    late = Diurnal(1.0, 0.5, 12, FIXED, start_s=12 * 3600)
     assert late.rate_per_s(np.array([0.0]))[0] == pytest.approx(1.5)
 
 
 @pytest.mark.parametrize("amplitude", [-0.1, 1.0, 2.0, float("nan")])
 def test_amplitude_out_of_range_is_refused(amplitude):
     with pytest.raises(DcsimInputError, match="amplitude"):
-        RateProfile.diurnal(1.0, amplitude, 12, FIXED)
+        Diurnal(1.0, amplitude, 12, FIXED)
 
 
 # --- per-minute count files ---------------------------------------------------------------------
@@ -256,7 +257,7 @@ def test_thinning_keeps_each_request_with_its_probability():
 
 
 def test_a_shared_split_partitions_the_hall_draw_about_evenly():
-    proc = RateProfile.diurnal(40.0, 0.5, 12, FIXED)
+    proc = Diurnal(40.0, 0.5, 12, FIXED)
     parts = split_shared(proc, 8, 3600.0, rng(2))
     hall = proc.sample(3600.0, rng(2))  # the same draw, redone from the same seed
     union = Requests.concat(parts)
@@ -270,7 +271,7 @@ def test_a_shared_split_partitions_the_hall_draw_about_evenly():
 
 @pytest.mark.parametrize("proc", [
     Poisson(3.0, TOKENS),
-    RateProfile.diurnal(3.0, 0.3, 10, TOKENS),
+    Diurnal(3.0, 0.3, 10, TOKENS),
     RateProfile.from_minute_counts(MINUTES, TOKENS),
     TraceReplay(TRACE),
 ])
@@ -278,7 +279,7 @@ def test_every_process_is_reproducible_from_its_seed_and_describes_itself(proc):
     a, b = proc.sample(300.0, rng(9)), proc.sample(300.0, rng(9))
     assert np.array_equal(a.arrival_s, b.arrival_s) and np.array_equal(a.n_in, b.n_in)
     assert not np.array_equal(a.arrival_s, proc.sample(300.0, rng(10)).arrival_s)
-    assert json.loads(json.dumps(proc.config()))["class"].startswith("dcsim.workload.arrivals:")
+    assert json.loads(json.dumps(proc.config()))["class"].startswith(("dcsim.workload.arrivals:", "dcsim.workload.profiles:"))
 
 
 # --- plug-ins -------------------------------------------------------------------------------------

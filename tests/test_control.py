@@ -10,7 +10,8 @@ from dcsim.facility.control import Action, BreakerPolicy, CapPolicy, PowerCap, p
 from dcsim.facility.engine import independent_streams, simulate_hall as simulate
 from dcsim.facility.tree import build_tree, server_indices_under
 from dcsim.plugins import load_policy, make_policy
-from dcsim.workload.arrivals import Poisson, RateProfile
+from dcsim.workload.arrivals import Poisson
+from dcsim.workload.profiles import RateProfile
 from dcsim.workload.tokens import FixedTokens
 
 TOKENS = FixedTokens(200, 300)  # ≈ 9 s in service: A_t ≈ 9 × rate

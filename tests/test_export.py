@@ -8,7 +8,6 @@ import polars as pl
 import pytest
 
 from dcsim.errors import DcsimInputError
-from dcsim.errors import DcsimInputError
 from dcsim.export import long_frame, to_opendss_loadshape, to_pypsa_series
 from dcsim.io import OUTPUT_MARKER, atomic_dir, atomic_file, write_table
 

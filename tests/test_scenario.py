@@ -13,7 +13,8 @@ import dcsim.scenario as sc
 from dcsim.errors import DcsimInputError
 from dcsim.scenario import Scenario, load_scenario, mix_assignment, parse_override
 from dcsim.facility.control import BreakerPolicy, PowerCap
-from dcsim.workload.arrivals import Poisson, RateProfile, TraceReplay
+from dcsim.workload.arrivals import Poisson, TraceReplay
+from dcsim.workload.profiles import RateProfile
 from dcsim.workload.routing import JoinShortestQueue, RandomRouter
 from dcsim.workload.tokens import EmpiricalTokens, FixedTokens, LognormalTokens
 

@@ -33,7 +33,8 @@ from dcsim.constants import DAY_S
 from dcsim.errors import DcsimInputError
 from dcsim.plugins import PLUGIN_FORM, make_arrival, resolve_path, resolve_spec, spec_of
 from dcsim.scenario.overrides import Strict, shown
-from dcsim.workload.arrivals import ArrivalProcess, Poisson, RateProfile, TraceReplay
+from dcsim.workload.arrivals import ArrivalProcess, Poisson, TraceReplay
+from dcsim.workload.profiles import Diurnal, RateProfile
 from dcsim.workload.routing import ROUTERS, Router
 from dcsim.workload.tokens import BUILTIN_TOKEN_TABLES, TokenSource
 
@@ -288,7 +289,7 @@ class DiurnalArrivals(_Profile):
         return DAY_S
 
     def _make(self, tokens: TokenSource | None, scale: float, start_s: float = 0.0) -> ArrivalProcess:
-        return RateProfile.diurnal(self.mean_rate_per_s, self.amplitude, self.peak_hour, tokens, start_s=start_s,
+        return Diurnal(self.mean_rate_per_s, self.amplitude, self.peak_hour, tokens, start_s=start_s,
                                    rate_scale=scale)
 
 
