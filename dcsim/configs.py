@@ -52,6 +52,16 @@ class CalibratedConfig:
     def n_gpus(self) -> int:
         return int(self.meta.get("n_gpus", 1))
 
+    def config(self) -> dict[str, Any]:
+        """Static self-description for run metadata: which configuration, from where, its power model."""
+        return {"name": self.name, "path": None if self.path is None else str(self.path),
+                "model": self.meta.get("model"), "gpu": self.meta.get("gpu"), "tp": self.meta.get("tp"),
+                "n_gpus": self.n_gpus, "slots": self.slots,
+                "power_model": {"kind": "bigru+gmm", "k": int(self.states.k_),
+                                "power_noise": "ar1" if self.states.ar1 else "iid",
+                                "classifier_context_steps": int(getattr(self.classifier, "context", 0))},
+                "surrogate": self.surrogate.to_dict()}
+
     @property
     def slots(self) -> int:
         return int(self.meta.get("slots", SLOTS_PER_SERVER))

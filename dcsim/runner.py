@@ -33,7 +33,7 @@ from dcsim.io import json_ready, resample_mean
 from dcsim.facility.engine import EVENT_COLUMNS, EngineResult, Facility, simulate_hall
 from dcsim.facility.tree import nodes_at, servers
 from dcsim.configs import CalibratedConfig
-from dcsim.scenario.build import build_inputs
+from dcsim.scenario.build import build_inputs, component_configs
 
 __all__ = ["RunResult", "run", "LEVEL_FILES", "limit_report", "limit_warnings"]
 
@@ -278,6 +278,9 @@ def run(scenario: Any, out_dir: str | Path | None = None, progress: bool = True,
     events = pl.DataFrame(result.events or None, schema={"t_s": pl.Float64, "node": pl.String, "event": pl.String,
                                                          "detail": pl.String}).select(EVENT_COLUMNS)
     summary = _summary(scenario, result, tree, levels, resolutions, time.perf_counter() - start, name, facility)
+    summary["components"] = json_ready({**component_configs(streams, policy),
+                                        "configurations": {n: c.config() for n, c in facility.configs.items()}})
+    summary["warnings"] = list(getattr(scenario, "warnings", [])) + summary["warnings"]
     for line in summary["warnings"]:
         console.print(f"dcsim: warning: {line}", markup=False, highlight=False, soft_wrap=True)
     written = None

@@ -299,8 +299,14 @@ def test_a_policy_needs_limits_and_its_options_are_checked_on_load():
 
 def test_output_resolutions_are_multiples_of_the_step_within_the_duration():
     refused(with_(base(), outputs={"resolutions_s": [1.0, 0.3]}), "outputs.resolutions_s[1]", "0.25")
-    refused(with_(base(), outputs={"resolutions_s": [120.0]}), "outputs.resolutions_s[0]", "duration")
+    refused(with_(base(), outputs={"resolutions_s": [120.0]}), "outputs.resolutions_s", "duration")
     assert Scenario.from_dict(base()).outputs.resolutions_s == [0.25, 1.0, 60.0]  # defaults up to the 60 s duration
+
+
+def test_a_shortened_scenario_drops_resolutions_longer_than_the_run_with_a_warning():
+    sc = Scenario.from_dict(with_(base(), outputs={"resolutions_s": [1.0, 60.0, 900.0]}))
+    assert sc.outputs.resolutions_s == [1.0, 60.0]
+    assert sc.warnings == ["outputs.resolutions_s: 900 s dropped: longer than the duration (60 s)"]
 
 
 def test_a_shared_stream_with_config_tokens_over_mixed_configurations_is_refused():

@@ -17,7 +17,7 @@ from dcsim.errors import DcsimInputError
 from dcsim.plugins import resolve_path
 from dcsim.scenario.overrides import NOTHING, Strict
 
-__all__ = ["Facility", "MixEntry", "ServerEntry", "mix_assignment"]
+__all__ = ["FacilityLayout", "MixEntry", "ServerEntry", "mix_assignment"]
 
 _FRACTION_TOL = 1e-6
 
@@ -40,7 +40,7 @@ class ServerEntry(Strict):
     count: int = Field(1, ge=1, description="a whole number of servers ≥ 1")
 
 
-class Facility(Strict):
+class FacilityLayout(Strict):
     """``[facility]``: the hall's layout and which configuration each server runs."""
 
     rows: int | None = Field(None, ge=1, description="a whole number of rows ≥ 1")
@@ -54,7 +54,7 @@ class Facility(Strict):
                                               description="a list of {row, rack, config, count} tables")
 
     @model_validator(mode="after")
-    def _one_layout(self) -> Facility:
+    def _one_layout(self) -> FacilityLayout:
         regular = {"rows": self.rows, "racks_per_row": self.racks_per_row, "servers_per_rack": self.servers_per_rack}
         if self.servers is not None:
             for key, v in regular.items():
@@ -71,7 +71,7 @@ class Facility(Strict):
             return self
         for key, v in regular.items():
             if v is None:
-                raise DcsimInputError(f"facility.{key}", NOTHING, Facility.model_fields[key].description,
+                raise DcsimInputError(f"facility.{key}", NOTHING, FacilityLayout.model_fields[key].description,
                                       problem="missing key")
         if self.mix is None:
             if self.config is None:

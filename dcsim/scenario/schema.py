@@ -50,7 +50,7 @@ from dcsim.facility.control import POLICIES, CapPolicy
 from dcsim.plugins import PLUGIN_FORM, resolve_spec, spec_of
 from dcsim.scenario.overrides import Strict, apply_override, dotted, key, parse_override, toml_error, translate
 from dcsim.scenario import build
-from dcsim.scenario.layout import Facility
+from dcsim.scenario.layout import FacilityLayout
 from dcsim.scenario.workload import Workload
 from dcsim.workload.tokens import EmpiricalTokens
 
@@ -171,13 +171,14 @@ class Scenario(Strict):
     """
 
     simulation: Simulation
-    facility: Facility
+    facility: FacilityLayout
     site: Site = Field(default_factory=Site)
     workload: Workload = Field(description="a [workload] table (see the shipped scenarios)")
     control: Control = Field(default_factory=Control)
     outputs: Outputs = Field(default_factory=Outputs)
 
     _source: str = PrivateAttr("<dict>")
+    _warnings: list[str] = PrivateAttr(default_factory=list)
     _config_list: tuple[str, ...] | None = PrivateAttr(None)
     _token_tables: dict[str, EmpiricalTokens] = PrivateAttr(default_factory=dict)
 
@@ -212,6 +213,11 @@ class Scenario(Strict):
             raise translate(e, source, Scenario) from None
         s._source = source
         return s
+
+    @property
+    def warnings(self) -> list[str]:
+        """What validation adjusted and a user should know (each also printed and written to the summary)."""
+        return list(self._warnings)
 
     @property
     def source(self) -> str:
@@ -276,9 +282,17 @@ class Scenario(Strict):
             o.resolutions_s = [r for r in _DEFAULT_RESOLUTIONS_S if r <= d]
             return
         for i, r in enumerate(o.resolutions_s):
-            if not _is_multiple(r, STEP_S) or r > d:
+            if not _is_multiple(r, STEP_S):
                 raise DcsimInputError(f"outputs.resolutions_s[{i}]", r, f"a multiple of the step ({STEP_S} s) "
                                       f"no longer than the duration ({d:g} s)")
+        longer = [r for r in o.resolutions_s if r > d]
+        if longer:
+            if len(longer) == len(o.resolutions_s):
+                raise DcsimInputError("outputs.resolutions_s", o.resolutions_s, f"at least one resolution no longer "
+                                      f"than the duration ({d:g} s)", problem="every resolution is longer than the run")
+            o.resolutions_s = [r for r in o.resolutions_s if r <= d]
+            self._warnings.append(f"outputs.resolutions_s: {', '.join(f'{r:g} s' for r in longer)} dropped: longer "
+                                  f"than the duration ({d:g} s)")
 
     def _check_limits_and_control(self) -> None:
         layout = self.facility.layout()
