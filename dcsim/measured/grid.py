@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from dcsim.constants import DAY_S
+from dcsim.constants import DAY_S, STEP_S
 from dcsim.errors import DcsimInputError
 from dcsim.measured.readers import (AGREE_FRACTION, AGREE_TOL_S, COVER_TOL_S, DEFAULT_LAG_S, EngineSamples, FINE_LAG_S, HIGH_PASS_S,
                                     LAG_RANGE_S, LAG_STEP_S, MAX_GAP_STEPS, MIN_XCORR_S, POWER_FILE, REQUEST_SLACK_S, RequestLog,
@@ -281,7 +281,7 @@ def check_distinct_runs(runs: Sequence[MeasuredRun]) -> None:
             seen[key] = run
 
 
-def load_run(path: str | Path, dt_s: float = 0.25, compensate_lag: bool = True) -> MeasuredRun:
+def load_run(path: str | Path, dt_s: float = STEP_S, compensate_lag: bool = True) -> MeasuredRun:
     """Load one run directory onto the ``dt_s`` epoch grid spanning the power/engine overlap.
 
     The clock offset comes from the manifest (``clock.local_utc_offset_s``) or, without one, from a

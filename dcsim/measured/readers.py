@@ -44,7 +44,7 @@ COVER_TOL_S = 5.0            # every GPU's samples span the others' to within 5 
 REQUEST_SLACK_S = 60.0       # request arrivals lie within the engine log's span, give or take 60 s
 EPOCH_RANGE_S = (946684800.0, 4102444800.0)   # 2000-01-01 .. 2100-01-01 UTC: epoch seconds, not ms
 MAX_TOKENS = 10_000_000      # prompt or output tokens of one request
-MAX_TTFT_S = 86400.0
+MAX_TTFT_S = DAY_S
 MAX_UTC_OFFSET_S = 14 * 3600
 
 

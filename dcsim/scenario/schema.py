@@ -56,7 +56,7 @@ from dcsim.workload.tokens import EmpiricalTokens
 
 __all__ = ["Scenario", "load_scenario", "Simulation", "Site", "Control", "Outputs"]
 
-_DEFAULT_RESOLUTIONS_S = (0.25, 1.0, 60.0, 900.0)
+_DEFAULT_RESOLUTIONS_S = (STEP_S, 1.0, 60.0, 900.0)
 _POLICY_ALLOWED = f"one of {', '.join(POLICIES)} {PLUGIN_FORM}"
 
 
