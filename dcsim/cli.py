@@ -99,6 +99,8 @@ def generate_cmd(
     config: str = typer.Option(..., "--config", help="shipped configuration name or artifact folder"),
     rate: Optional[float] = typer.Option(None, "--rate", help="Poisson arrival rate (req/s)"),
     duration_s: Optional[float] = typer.Option(None, "--duration-s", help="trace length (s)"),
+    warm_up_s: float = typer.Option(120.0, "--warm-up-s", help="with --rate: seconds of arrivals before 0, so the "
+                                    "server starts in steady state (0: it starts empty)"),
     requests: Optional[Path] = typer.Option(None, "--requests", help="CSV/Parquet with arrival_s, n_in, n_out"),
     seed: int = typer.Option(0, "--seed", min=0, help="a whole number >= 0"),
     out_path: Path = typer.Option(..., "--out", help="output trace (.parquet, or .csv)"),
@@ -107,8 +109,8 @@ def generate_cmd(
     """Generate one server's 250 ms power trace (t_s, active, power_w) and print its summary."""
     from dcsim import metrics
     from dcsim.configs import load_config
-    from dcsim.power.chain import generate_server
-    from dcsim.workload.arrivals import Poisson
+    from dcsim.power.chain import context_steps, generate_server
+    from dcsim.workload.arrivals import Poisson, Requests
 
     from dcsim.io import check_writable
 
@@ -127,12 +129,19 @@ def generate_cmd(
             raise DcsimInputError("--rate", rate, "a positive arrival rate in requests per second")
         if duration_s is None or not (np.isfinite(duration_s) and duration_s > 0):
             raise DcsimInputError("--duration-s", duration_s, "a positive duration in seconds (required with --rate)")
-        drawn = Poisson(rate, cfg.tokens).sample(duration_s, rng_arrivals)
+        if not (np.isfinite(warm_up_s) and warm_up_s >= 0):
+            raise DcsimInputError("--warm-up-s", warm_up_s, "a number of seconds >= 0")
+        process = Poisson(rate, cfg.tokens)
+        tail_s = context_steps(cfg) * STEP_S  # arrivals past the end: the classifier sees the future it would
+        drawn = process.sample(duration_s + tail_s, rng_arrivals)
+        if warm_up_s > 0:  # the server is already in steady state at 0
+            warm = process.sample(warm_up_s, rng_arrivals.spawn(1)[0])
+            drawn = Requests.concat([Requests(warm.arrival_s - warm_up_s, warm.n_in, warm.n_out), drawn])
     else:
         drawn = _read_requests(requests)
         if duration_s is None:
             duration_s = float(drawn.arrival_s.max()) + 60.0
-    arrival_s = drawn.arrival_s
+    arrival_s = drawn.arrival_s[(drawn.arrival_s >= 0) & (drawn.arrival_s < duration_s)]
     trace = generate_server(cfg, drawn, duration_s, rng_sim)
     _write_trace(out_path, trace.t_s, trace.active, trace.power_w, overwrite)
     summary = metrics.planning_summary(trace.power_w, STEP_S)
@@ -146,7 +155,8 @@ def generate_cmd(
                          ("peak-to-average", summary["peak_to_average"]), ("coefficient of variation", summary["cv"]),
                          ("GPU energy (kWh)", summary["energy_kwh"])):
         table.add_row(label, value if isinstance(value, str) else f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}")
-    done = trace.served.end_s[np.isfinite(trace.served.end_s)] if trace.served is not None else np.array([])
+    inside = (trace.served.arrival_s >= 0) & (trace.served.arrival_s < duration_s)
+    done = trace.served.end_s[inside & np.isfinite(trace.served.end_s)]
     table.add_row("requests finished in window", f"{int((done <= duration_s).sum())} / {len(arrival_s)}")
     out.print(table)
     out.print(f"wrote {out_path}")

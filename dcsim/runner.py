@@ -264,11 +264,12 @@ def run(scenario: Any, out_dir: str | Path | None = None, progress: bool = True,
                 bar.update(task, completed=done / total if total else 1.0, description=f"{name}: {phase}")
 
             result = simulate_hall(facility, streams, sim.duration_s, seed=sim.seed, dt_s=sim.step_s, policy=policy,
-                              interval_s=scenario.control.interval_s, keep_servers="server" in levels,
-                              progress=report, **kwargs)
+                                   interval_s=scenario.control.interval_s, keep_servers="server" in levels,
+                                   progress=report, warm_up_s=sim.warm_up_s, **kwargs)
     else:
         result = simulate_hall(facility, streams, sim.duration_s, seed=sim.seed, dt_s=sim.step_s, policy=policy,
-                          interval_s=scenario.control.interval_s, keep_servers="server" in levels, **kwargs)
+                               interval_s=scenario.control.interval_s, keep_servers="server" in levels,
+                               warm_up_s=sim.warm_up_s, **kwargs)
     tree = facility.tree
     resolutions = sorted(float(r) for r in scenario.outputs.resolutions_s)
     frames = _trace_frames(result, tree, levels, resolutions)

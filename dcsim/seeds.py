@@ -7,7 +7,8 @@ with it, in which order, in which chunk or on which worker:
 - ``arrivals``: one child per request stream (drawing its requests, then routing them);
 - ``servers``: one child per server, split into (serving, power);
 - ``control``: the live control loop's power draws;
-- ``start_times``: random start offsets of arrival profiles (``workload.start_s = "random"``).
+- ``start_times``: random start offsets of arrival profiles (``workload.start_s = "random"``);
+- ``warm_up``: one child per request stream, the arrivals of the warm-up before scenario time 0.
 
 >>> named_sequence(0, "servers").spawn_key
 (1,)
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-STREAMS = {"arrivals": 0, "servers": 1, "control": 2, "start_times": 3}
+STREAMS = {"arrivals": 0, "servers": 1, "control": 2, "start_times": 3, "warm_up": 4}
 """Name → spawn key. The numbers are part of the seeding contract: same seed, same traces."""
 
 

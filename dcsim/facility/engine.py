@@ -54,13 +54,13 @@ import numpy as np
 from dcsim import seeds
 from dcsim.configs import CalibratedConfig
 from dcsim.constants import STEP_S
-from dcsim.errors import DcsimInputError, plugin_error
+from dcsim.errors import DcsimInputError, check_number, plugin_error
 from dcsim.facility.control import CapPolicy
 from dcsim.facility.hall import Hall, call_router, checked_choice, quantize_w
 from dcsim.facility.tree import aggregate_chunk, finish_sums, new_sums, nodes_at, server_indices_under, servers
 from dcsim.power.chain import power_rows, serve
 from dcsim.serving.features import active_grid
-from dcsim.workload.arrivals import ArrivalProcess, Requests, split_shared
+from dcsim.workload.arrivals import ArrivalProcess, Requests, split_uniform
 from dcsim.workload.routing import READS, Router, ServerView
 
 __all__ = ["Facility", "Stream", "EngineResult", "simulate_hall", "independent_streams", "shared_stream",
@@ -232,29 +232,43 @@ def _static_assign(reqs: Requests, stream: Stream, rng: np.random.Generator) -> 
     return out
 
 
-def _draw(streams: Sequence[Stream], n_servers: int, duration_s: float, rngs: Sequence[np.random.Generator],
-          dispatch_later: bool) -> _Drawn:
+def _sample(stream: Stream, duration_s: float, rng: np.random.Generator) -> Requests:
+    """One draw of the stream's process over [0, duration_s); a plug-in's failure is one input error."""
+    try:
+        reqs = stream.process.sample(duration_s, rng)
+    except Exception as e:
+        raise plugin_error("workload.arrival sample()", stream.process, e,
+                           "an arrival process whose sample() returns dcsim Requests") from None
+    if not isinstance(reqs, Requests):
+        raise DcsimInputError(f"workload.arrival sample() ({type(stream.process).__name__})", type(reqs).__name__,
+                              "a dcsim.workload.arrivals.Requests")
+    return reqs
+
+
+def _shifted(reqs: Requests, by_s: float) -> Requests:
+    return Requests(reqs.arrival_s + by_s, reqs.n_in, reqs.n_out) if by_s else reqs
+
+
+def _draw(streams: Sequence[Stream], n_servers: int, edges: "_Edges", rngs: Sequence[np.random.Generator],
+          warm_rngs: Sequence[np.random.Generator], dispatch_later: bool) -> _Drawn:
+    """Every stream's requests on the extended clock (see :class:`_Edges`): a warm-up draw before scenario time 0,
+    the scenario's own draw from 0 past its end, then split or routed to servers."""
     per_server: list[list[Requests]] = [[] for _ in range(n_servers)]
     routed = []
-    for stream, rng in zip(streams, rngs):
+    for stream, rng, rng_warm in zip(streams, rngs, warm_rngs):
         if stream.servers.max() >= n_servers or stream.servers.min() < 0:
             raise DcsimInputError(f"stream {stream.name}.servers".strip(), int(stream.servers.max()),
                                   f"server indices 0..{n_servers - 1}")
         rng_draw, rng_route = rng.spawn(2)
-        try:
-            if stream.router is None and stream.servers.size > 1:
-                parts = split_shared(stream.process, int(stream.servers.size), duration_s, rng_draw)
-            else:
-                reqs = stream.process.sample(duration_s, rng_draw)
-                parts = [reqs]
-        except Exception as e:
-            raise plugin_error("workload.arrival sample()", stream.process, e,
-                               "an arrival process whose sample() returns dcsim Requests") from None
-        if not all(isinstance(p, Requests) for p in parts):
-            bad = next(p for p in parts if not isinstance(p, Requests))
-            raise DcsimInputError(f"workload.arrival sample() ({type(stream.process).__name__})", type(bad).__name__,
-                                  "a dcsim.workload.arrivals.Requests")
+        reqs = _shifted(_sample(stream, edges.sample_s, rng_draw), edges.lead_s)
+        if edges.warm_up_s > 0:
+            warm = _sample(stream, edges.warm_up_s, rng_warm)
+            reqs = Requests.concat([_shifted(warm, edges.lead_s - edges.warm_up_s), reqs])
         if stream.router is None:
+            if stream.servers.size == 1:
+                parts = [reqs]
+            else:  # each request to one of the servers uniformly at random (a 1/N thinning of one intensity)
+                parts = split_uniform(reqs, int(stream.servers.size), rng_draw)
             for i, part in zip(stream.servers, parts):
                 per_server[i].append(part)
             continue
@@ -265,6 +279,69 @@ def _draw(streams: Sequence[Stream], n_servers: int, duration_s: float, rngs: Se
         for k, i in enumerate(stream.servers):
             per_server[i].append(reqs.slice(assign == k))
     return _Drawn(per_server, routed)
+
+
+@dataclass(frozen=True)
+class _Edges:
+    """The extended clock a run is simulated on, so its first and last minutes are as right as its middle.
+
+    ``lead`` steps before scenario time 0: the classifier's context (the bidirectional GRU needs past steps),
+    preceded by ``warm_up_s`` of arrivals so queues and occupancy start in steady state; ``tail`` steps after
+    the end: the classifier's context again (it needs future steps). Both are simulated and trimmed off.
+    """
+
+    n_steps: int
+    dt_s: float
+    context_steps: int
+    warm_steps: int
+
+    @property
+    def lead(self) -> int:
+        return self.warm_steps + self.context_steps
+
+    @property
+    def tail(self) -> int:
+        return self.context_steps
+
+    @property
+    def total(self) -> int:
+        return self.lead + self.n_steps + self.tail
+
+    @property
+    def lead_s(self) -> float:
+        return self.lead * self.dt_s
+
+    @property
+    def warm_up_s(self) -> float:
+        return self.warm_steps * self.dt_s
+
+    @property
+    def sample_s(self) -> float:
+        """The scenario's own draw: from time 0 to the end of the tail."""
+        return (self.n_steps + self.tail) * self.dt_s
+
+    @property
+    def end_s(self) -> float:
+        return self.n_steps * self.dt_s
+
+    def keep(self) -> slice:
+        return slice(self.lead, self.lead + self.n_steps)
+
+
+def _trim_requests(requests: dict[str, np.ndarray], edges: _Edges) -> dict[str, np.ndarray]:
+    """The scenario's own requests (arrived in [0, end)) on the scenario clock; times after the end are NaN."""
+    arrival = requests["arrival_s"] - edges.lead_s
+    keep = (arrival >= -1e-9) & (arrival < edges.end_s)
+    out = {}
+    for c, v in requests.items():
+        v = v[keep]
+        if c.endswith("_s"):
+            v = v - edges.lead_s
+            if c != "arrival_s":
+                v = np.where(v <= edges.end_s, v, np.nan)
+        out[c] = v
+    out["arrival_s"] = np.maximum(out["arrival_s"], 0.0)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ serving
@@ -322,15 +399,17 @@ def _chunks(facility: Facility, chunk_servers: int) -> list[tuple[str, np.ndarra
 
 
 def _power(facility: Facility, schedules: list[tuple[np.ndarray, np.ndarray]], server_rngs: list, n_steps: int,
-           dt_s: float, chunk_servers: int, keep_servers: bool, progress) -> tuple:
-    """Power from served schedules: A_t per chunk of servers, the chain's power, streamed into the tree's sums."""
+           dt_s: float, chunk_servers: int, keep_servers: bool, progress, keep: slice) -> tuple:
+    """Power from served schedules: A_t per chunk of servers on the extended grid, the chain's power, the
+    ``keep`` steps streamed into the tree's sums."""
     tree = facility.tree
     names = facility.server_names
     n_servers = len(names)
-    sums = new_sums(tree, n_steps)
+    n_kept = keep.stop - keep.start
+    sums = new_sums(tree, n_kept)
     max_active = np.zeros(n_servers)
     server_traces: dict[str, np.ndarray] = {}
-    server_active = np.zeros((n_servers, n_steps)) if keep_servers else None
+    server_active = np.zeros((n_servers, n_kept)) if keep_servers else None
     done = 0
     for cfg_name, idx in _chunks(facility, chunk_servers):
         cfg = facility.configs[cfg_name]
@@ -339,7 +418,8 @@ def _power(facility: Facility, schedules: list[tuple[np.ndarray, np.ndarray]], s
         local = [np.full(st.size, j, dtype=np.int64) for j, st in enumerate(starts)]
         grid = active_grid(np.concatenate(starts), np.concatenate(ends), 0.0, n_steps, dt_s,
                            server=np.concatenate(local), n_servers=idx.size)
-        gpu = quantize_w(power_rows(cfg, grid, [server_rngs[i][1] for i in idx]))
+        gpu = quantize_w(power_rows(cfg, grid, [server_rngs[i][1] for i in idx]))[:, keep]
+        grid = grid[:, keep]
         aggregate_chunk(tree, sums, gpu, idx, facility.p_base_w)
         max_active[idx] = grid.max(axis=1)
         if keep_servers:
@@ -425,11 +505,14 @@ def simulate_hall(facility: Facility, streams: Sequence[Stream], duration_s: flo
                   dt_s: float = STEP_S, policy: CapPolicy | None = None, interval_s: float = 1.0,
                   chunk_servers: int = DEFAULT_CHUNK_SERVERS, keep_servers: bool = False,
                   progress: Callable[[float, float, str], None] | None = None,
-                  path: str | None = None) -> EngineResult:
+                  path: str | None = None, warm_up_s: float = 0.0) -> EngineResult:
     """Simulate the hall over ``[0, duration_s)`` on the ``dt_s`` grid; see the module docstring.
 
-    ``progress(done, total, phase)`` is called now and then. ``path`` forces a path (``"event"`` or
-    ``"live"`` where ``"fast"`` would do: same queueing, for checks); by default :func:`choose_path`.
+    The run is simulated past both ends and trimmed (see :class:`_Edges`): ``warm_up_s`` of arrivals before
+    time 0 (so the hall starts in steady state rather than empty; 0 starts it empty), plus the classifier's
+    context on both sides. ``progress(done, total, phase)`` is called now and then. ``path`` forces a path
+    (``"event"`` or ``"live"`` where ``"fast"`` would do: same queueing, for checks); by default
+    :func:`choose_path`.
     """
     if not (isinstance(duration_s, (int, float, np.integer, np.floating)) and np.isfinite(duration_s)
             and duration_s > 0):
@@ -445,6 +528,7 @@ def simulate_hall(facility: Facility, streams: Sequence[Stream], duration_s: flo
         raise DcsimInputError("control.interval_s", interval_s, "a positive number of seconds")
     if policy is not None and not isinstance(policy, CapPolicy):
         raise DcsimInputError("control.policy", type(policy).__name__, "a dcsim.facility.control.CapPolicy or None")
+    warm_up_s = check_number("simulation.warm_up_s", warm_up_s, "a number of seconds >= 0", high=duration_s * 1e6 + 1e7)
     streams = list(streams)
     auto = choose_path(streams, policy)
     if path is None:
@@ -452,31 +536,39 @@ def simulate_hall(facility: Facility, streams: Sequence[Stream], duration_s: flo
     elif path not in PATHS or PATHS.index(path) < PATHS.index(auto):
         raise DcsimInputError("path", path, f"one of {list(PATHS[PATHS.index(auto):])} for these inputs")
 
-    check_fits(facility, streams, n_steps, chunk_servers, keep_servers)
+    context = max(int(getattr(c.classifier, "context", 0)) for c in facility.configs.values())
+    edges = _Edges(n_steps, float(dt_s), context, int(round(warm_up_s / dt_s)))
+    check_fits(facility, streams, edges.total, chunk_servers, keep_servers)
     n_servers = len(facility.server_names)
     stream_rngs = seeds.children(seed, "arrivals", len(streams))
+    warm_rngs = seeds.children(seed, "warm_up", len(streams))
     server_rngs = [g.spawn(2) for g in seeds.children(seed, "servers", n_servers)]  # (serving, power)
     for s in streams:
         if s.router is not None:
             s.router.reset()
     if policy is not None:
         policy.reset()
-    drawn = _draw(streams, n_servers, float(duration_s), stream_rngs, dispatch_later=path != "fast")
+    drawn = _draw(streams, n_servers, edges, stream_rngs, warm_rngs, dispatch_later=path != "fast")
     t_s = np.arange(n_steps) * float(dt_s)
-    horizon = n_steps * float(dt_s)
+    horizon = edges.total * float(dt_s)
+    keep = edges.keep()
 
     if path == "fast":
         schedules, requests = _serve_fixed(facility, drawn.server_requests(), server_rngs, horizon)
     else:
-        hall = Hall(facility, drawn.server_requests(), drawn.routed, server_rngs, n_steps, float(dt_s), policy,
+        hall = Hall(facility, drawn.server_requests(), drawn.routed, server_rngs, edges.total, float(dt_s), policy,
                     interval_s, live=path == "live", keep_servers=keep_servers,
-                    live_rng=seeds.named_generator(seed, "control"), progress=progress)
+                    live_rng=seeds.named_generator(seed, "control"), progress=progress, keep=(keep.start, keep.stop))
         served = hall.run()
         requests = hall.request_table()
         if path == "live":
-            return EngineResult(t_s, float(dt_s), hall.traces, requests, hall.events, path, hall.max_active,
-                                hall.server_active, policy, {"interval_s": hall.interval_steps * dt_s})
+            traces = {n: v[keep] for n, v in hall.traces.items()}
+            active = None if hall.server_active is None else hall.server_active[:, keep]
+            return EngineResult(t_s, float(dt_s), traces, _trim_requests(requests, edges), hall.events, path,
+                                hall.max_active, active, policy,
+                                {"interval_s": hall.interval_steps * dt_s, "warm_up_s": edges.warm_up_s})
         schedules = _event_schedules(served, horizon)
-    traces, max_active, server_active = _power(facility, schedules, server_rngs, n_steps, float(dt_s),
-                                               chunk_servers, keep_servers, progress)
-    return EngineResult(t_s, float(dt_s), traces, requests, [], path, max_active, server_active, policy)
+    traces, max_active, server_active = _power(facility, schedules, server_rngs, edges.total, float(dt_s),
+                                               chunk_servers, keep_servers, progress, keep)
+    return EngineResult(t_s, float(dt_s), traces, _trim_requests(requests, edges), [], path, max_active,
+                        server_active, policy, {"warm_up_s": edges.warm_up_s})

@@ -72,7 +72,7 @@ class Hall:
     def __init__(self, facility: "Facility", fixed: list[Requests | None], routed: list[tuple], server_rngs: list,
                  n_steps: int, dt_s: float, policy: CapPolicy | None, interval_s: float, live: bool,
                  keep_servers: bool, live_rng: np.random.Generator,
-                 progress: Callable[[float, float, str], None] | None) -> None:
+                 progress: Callable[[float, float, str], None] | None, keep: tuple[int, int] | None = None) -> None:
         self.fac = facility
         self.tree = facility.tree
         self.names = facility.server_names
@@ -84,6 +84,7 @@ class Hall:
         self.live = live
         self.keep_servers = keep_servers
         self.progress = progress
+        self.keep = (0, n_steps) if keep is None else keep  # the scenario's steps: the policy acts from the first
         self.env = simpy.Environment()
         cfg_names = facility.config_of()
         self.cfgs = [facility.configs[c] for c in cfg_names]
@@ -265,19 +266,22 @@ class Hall:
             finish_sums(self.tree, sums, self.fac.pue)
             for node, trace in sums.items():
                 self.sums[node][s0:s1] = trace
-            self.max_active = np.maximum(self.max_active, grid.max(axis=1))
+            lo, hi = max(s0, self.keep[0]), min(s1, self.keep[1])
+            if lo < hi:
+                self.max_active = np.maximum(self.max_active, grid[:, lo - s0:hi - s0].max(axis=1))
             if self.keep_servers:
                 self.server_active[:, s0:s1] = grid
                 self.server_it[:, s0:s1] = it
-            if self.policy is not None:
+            if self.policy is not None and s1 > self.keep[0]:  # no control during the warm-up
                 node_power = {node: float(trace.mean()) for node, trace in sums.items()}
                 node_power.update(zip(self.names, it.mean(axis=1).tolist()))
+                t_scenario = t1 - self.keep[0] * self.dt  # policies and events run on the scenario's clock
                 try:
-                    actions = self.policy.step(t1, node_power, self.ptree)
+                    actions = self.policy.step(t_scenario, node_power, self.ptree)
                 except Exception as e:
                     raise plugin_error("control.policy step()", self.policy, e,
                                        "a policy whose step() returns a list of Actions") from None
-                self._apply(t1, actions)
+                self._apply(t_scenario, actions)
             self._update_speed(uncapped)
             if self.progress:
                 self.progress(t1, self.horizon, "simulating")

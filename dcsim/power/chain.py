@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from dcsim.measured import MeasuredRun
     from dcsim.serving.latency import LatencySurrogate
 
-__all__ = ["ServerTrace", "serve", "served_occupancy", "replay_occupancy", "power_from_probs", "power_from_active", "power_rows",
+__all__ = ["ServerTrace", "serve", "served_occupancy", "replay_occupancy", "context_steps", "power_from_probs", "power_from_active", "power_rows",
            "generate_server"]
 
 
@@ -59,12 +59,19 @@ def served_occupancy(surrogate: "LatencySurrogate", arrival_s: np.ndarray, n_in:
 
 
 def replay_occupancy(run: "MeasuredRun", surrogate: "LatencySurrogate", rng: np.random.Generator,
-                     slots: int = SLOTS_PER_SERVER) -> np.ndarray:
+                     slots: int = SLOTS_PER_SERVER, pad_steps: int = 0) -> np.ndarray:
     """A_t on a measured run's grid from the run's own arrivals and token counts (what calibration trains the
-    classifier on, and what validation drives the pipeline with)."""
+    classifier on, and what validation drives the pipeline with), ``pad_steps`` more on both sides (requests
+    still in flight past the end keep counting; before the run there is none)."""
     req = run.requests
-    return served_occupancy(surrogate, req.arrival_s - run.t0_s, req.n_in, req.n_out, len(run.power_w), rng,
-                            slots, run.dt_s)
+    shift = pad_steps * run.dt_s
+    return served_occupancy(surrogate, req.arrival_s - run.t0_s + shift, req.n_in, req.n_out,
+                            len(run.power_w) + 2 * pad_steps, rng, slots, run.dt_s)
+
+
+def context_steps(config: "CalibratedConfig") -> int:
+    """Steps of A_t the power model needs on each side of a step (the bidirectional GRU's context)."""
+    return int(getattr(config.classifier, "context", 0))
 
 
 def power_from_probs(config: "CalibratedConfig", probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -98,12 +105,20 @@ def power_rows(config: "CalibratedConfig", active: np.ndarray, rngs: Sequence[np
 
 def generate_server(config: "CalibratedConfig", requests: Requests, duration_s: float, rng: np.random.Generator,
                     dt_s: float = STEP_S) -> ServerTrace:
-    """One server's trace over [0, duration_s) from its requests (arrival in s from start)."""
+    """One server's trace over [0, duration_s) from its requests (arrival in s from start).
+
+    Requests may arrive before 0 (a warm-up: the server is then already busy at 0) and after the end. The
+    occupancy is built past both ends by the classifier's context and the warm-up, power generated over all
+    of it and trimmed to [0, duration_s), so the first and last steps see the same context as the middle."""
     if not (np.isfinite(duration_s) and duration_s > 0):
         raise DcsimInputError("duration_s", duration_s, "a positive number of seconds")
     rng_serve, rng_power = rng.spawn(2)
     served = serve(config, requests, rng_serve)
     n_steps = int(np.floor(duration_s / dt_s + 1e-9))
-    active = active_grid(served.start_s, served.end_s, 0.0, n_steps, dt_s)
+    ctx = context_steps(config)
+    first = float(requests.arrival_s.min()) if len(requests) else 0.0
+    lead = ctx + (int(np.ceil(-first / dt_s - 1e-9)) if first < 0 else 0)
+    active = active_grid(served.start_s, served.end_s, -lead * dt_s, lead + n_steps + ctx, dt_s)
     power_w = power_from_active(config, active, rng_power)
-    return ServerTrace(np.arange(n_steps) * dt_s, active, power_w, served)
+    keep = slice(lead, lead + n_steps)
+    return ServerTrace(np.arange(n_steps) * dt_s, active[keep], power_w[keep], served)

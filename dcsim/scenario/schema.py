@@ -63,11 +63,14 @@ _POLICY_ALLOWED = f"one of {', '.join(POLICIES)} {PLUGIN_FORM}"
 # --------------------------------------------------------------------------------------------- sections
 
 class Simulation(Strict):
-    """``[simulation]``: how long, at which step, from which seed."""
+    """``[simulation]``: how long, at which step, from which seed, after how long a warm-up."""
 
     duration_s: float = Field(ge=STEP_S, description=f"a number of seconds ≥ the step ({STEP_S} s)")
     step_s: float = Field(STEP_S, description=f"{STEP_S} (the configurations are calibrated at 250 ms)")
     seed: int = Field(0, ge=0, description="a whole number ≥ 0 (every random draw derives from it)")
+    warm_up_s: float = Field(120.0, ge=0, le=86400.0,
+                             description="seconds ≥ 0 (at most a day) of arrivals simulated before time 0 and "
+                                         "dropped, so the hall starts in steady state (0: it starts empty)")
 
     @field_validator("step_s")
     @classmethod

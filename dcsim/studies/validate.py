@@ -10,7 +10,7 @@ from dcsim import metrics
 from dcsim.errors import DcsimInputError
 from dcsim.measured import MeasuredRun, segments_of
 from dcsim.configs import CalibratedConfig
-from dcsim.power.chain import power_from_active, replay_occupancy
+from dcsim.power.chain import context_steps, power_from_active, replay_occupancy
 
 FEATURES = ("simulated", "measured")
 ACF_MAX_LAG = 50  # lags 1..50 (12.5 s), as the paper
@@ -94,9 +94,12 @@ def validate(config: CalibratedConfig, run: MeasuredRun, seeds: int = 5, feature
         rng_serve, rng_power = rng.spawn(2)
         if features == "measured":
             active = np.nan_to_num(run.running, nan=0.0)
-        else:
-            active = replay_occupancy(run, config.surrogate, rng_serve, slots=config.slots)
-        generated = power_from_active(config, active, rng_power)
+            generated = power_from_active(config, active, rng_power)
+        else:  # the run's requests served past both ends by the classifier's context, then trimmed
+            pad = context_steps(config)
+            extended = replay_occupancy(run, config.surrogate, rng_serve, slots=config.slots, pad_steps=pad)
+            keep = slice(pad, pad + len(run.power_w))
+            active, generated = extended[keep], power_from_active(config, extended, rng_power)[keep]
         per_seed.append(score(run.power_w, generated, mask, run.dt_s))
         if first is None:
             first = (active, generated)

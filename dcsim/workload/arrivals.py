@@ -31,7 +31,7 @@ from dcsim.errors import DcsimInputError, check_number
 from dcsim.io import read_table
 from dcsim.workload.tokens import TokenSource, token_columns
 
-__all__ = ["Requests", "ArrivalProcess", "Poisson", "TraceReplay", "thin", "split_shared"]
+__all__ = ["Requests", "ArrivalProcess", "Poisson", "TraceReplay", "thin", "split_shared", "split_uniform"]
 
 
 # --------------------------------------------------------------------------------------------- schedule
@@ -375,8 +375,12 @@ def split_shared(process: ArrivalProcess, n_servers: int, duration_s: float,
     """
     if isinstance(n_servers, bool) or not isinstance(n_servers, (int, np.integer)) or n_servers < 1:
         raise DcsimInputError("n_servers", n_servers, "an integer >= 1")
-    hall = process.sample(duration_s, rng)
-    server = rng.integers(0, n_servers, size=len(hall))
-    order = np.argsort(server, kind="stable")  # stable: each server's requests stay in time order
+    return split_uniform(process.sample(duration_s, rng), n_servers, rng)
+
+
+def split_uniform(requests: Requests, n_servers: int, rng: np.random.Generator) -> list[Requests]:
+    """Each request to one of ``n_servers`` uniformly at random; each server's requests stay in time order."""
+    server = rng.integers(0, n_servers, size=len(requests))
+    order = np.argsort(server, kind="stable")
     bounds = np.cumsum(np.bincount(server, minlength=n_servers))[:-1]
-    return [hall.slice(ix) for ix in np.split(order, bounds)]
+    return [requests.slice(ix) for ix in np.split(order, bounds)]
