@@ -246,6 +246,23 @@ def resample_mean(power_w: np.ndarray, dt_s: float, resolution_s: float) -> np.n
 
 
 
+def available_memory_bytes() -> float:
+    """Memory this machine can give a run now (MemAvailable), or infinity where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024.0
+    except OSError:
+        pass
+    return float("inf")
+
+
+def gib(n_bytes: float) -> str:
+    """A memory size for a message: GiB, or TiB when it is that large."""
+    return f"{n_bytes / 2**30:,.3g} GiB" if n_bytes < 2**40 else f"{n_bytes / 2**40:,.0f} TiB"
+
+
 def json_ready(obj: Any) -> Any:
     """Plain JSON data: numpy scalars and arrays → numbers and lists, paths → str, non-finite floats → None
     (JSON has no NaN), tuples → lists, keys → str."""

@@ -17,7 +17,8 @@ run's events table (``t_s, node, event, detail``). Built-ins:
 What the engine does with an action (the physics, kept out of the policies):
 
 - ``trip``: every server under ``node`` goes offline until a ``restore`` of the same node;
-- ``cap``: every server under ``node`` has its GPU power held at ``cap_w`` (W per server) until an
+- ``cap``: every server under ``node`` has its GPU power held at ``cap_w`` (W per server, never below the
+  configuration's idle power: a cap below idle cannot be met, and the run warns of it) until an
   ``uncap`` of the same node; a server under several capped nodes takes the lowest cap. While capped,
   a server's decode speed is ``clip(cap_w / uncapped GPU power, 0.05, 1)`` (uncapped power: its mean
   over the last control interval), so its requests take longer, its queue grows and A_t rises.

@@ -55,6 +55,7 @@ from dcsim import seeds
 from dcsim.configs import CalibratedConfig
 from dcsim.constants import STEP_S
 from dcsim.errors import DcsimInputError, check_number, plugin_error
+from dcsim.io import available_memory_bytes, gib
 from dcsim.facility.control import CapPolicy
 from dcsim.facility.hall import Hall, call_router, checked_choice, quantize_w
 from dcsim.facility.tree import aggregate_chunk, finish_sums, new_sums, nodes_at, server_indices_under, servers
@@ -470,30 +471,14 @@ def estimate_memory_bytes(facility: Facility, streams: Sequence[Stream], n_steps
     return float(n_steps) * per_step + requests * BYTES_PER_REQUEST
 
 
-def available_memory_bytes() -> float:
-    """Memory this machine can give a run now (MemAvailable), or infinity where it cannot be read."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024.0
-    except OSError:
-        pass
-    return float("inf")
-
-
-def _gib(x: float) -> str:
-    return f"{x / 2**30:,.3g} GiB" if x < 2**40 else f"{x / 2**40:,.0f} TiB"
-
-
 def check_fits(facility: Facility, streams: Sequence[Stream], n_steps: int, chunk_servers: int,
                keep_servers: bool) -> float:
     """Refuse, before allocating, a run whose estimated memory exceeds what the machine has available."""
     need = estimate_memory_bytes(facility, streams, n_steps, chunk_servers, keep_servers)
     have = available_memory_bytes()
     if need > 0.8 * have:
-        raise DcsimInputError("simulation", f"about {_gib(need)} of memory",
-                              f"a run that fits in the {_gib(have)} this machine has available now "
+        raise DcsimInputError("simulation", f"about {gib(need)} of memory",
+                              f"a run that fits in the {gib(have)} this machine has available now "
                               "(shorten simulation.duration_s, lower the rate or the number of servers, or drop the "
                               "server level from outputs.levels)", problem="too large to simulate here")
     return need

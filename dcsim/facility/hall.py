@@ -91,6 +91,7 @@ class Hall:
         self.rng_serve = [r[0] for r in server_rngs]
         self.power_w = np.full(self.n, np.nan)
         self.cap_w = np.full(self.n, np.inf)
+        self.idle_w = np.array([float(c.states.means_[0]) for c in self.cfgs])
         self.events: list[dict[str, Any]] = []
         self.tripped: set[str] = set()
         self.caps: dict[str, float] = {}
@@ -305,8 +306,9 @@ class Hall:
             probs = cfg.classifier.predict_proba(feature_matrix(w))[:, -n:]
             gpu[idx] = quantize_w(power_from_probs(cfg, probs, rng))
         online = self._online()
-        self.power_w = np.where(online, np.minimum(gpu[:, -1], self.cap_w), 0.0)
-        held = np.minimum(gpu, self.cap_w[:, None])
+        cap = np.maximum(self.cap_w, self.idle_w)  # a GPU cannot be held below its idle power
+        self.power_w = np.where(online, np.minimum(gpu[:, -1], cap), 0.0)
+        held = np.minimum(gpu, cap[:, None])
         it = np.where(online[:, None], held + self.fac.p_base_w[:, None], 0.0)
         return it, gpu
 

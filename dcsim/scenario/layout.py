@@ -17,6 +17,9 @@ from dcsim.errors import DcsimInputError
 from dcsim.plugins import resolve_path
 from dcsim.scenario.overrides import NOTHING, Strict
 
+BYTES_PER_SERVER = 4096
+"""Memory one server takes before any simulation: its layout entry, its node in the power tree, its streams."""
+
 __all__ = ["FacilityLayout", "MixEntry", "ServerEntry", "mix_assignment"]
 
 _FRACTION_TOL = 1e-6
@@ -55,6 +58,7 @@ class FacilityLayout(Strict):
 
     @model_validator(mode="after")
     def _one_layout(self) -> FacilityLayout:
+        self._fits()
         regular = {"rows": self.rows, "racks_per_row": self.racks_per_row, "servers_per_rack": self.servers_per_rack}
         if self.servers is not None:
             for key, v in regular.items():
@@ -97,6 +101,23 @@ class FacilityLayout(Strict):
                                       f"a fraction giving at least one of the {self.n_servers} servers",
                                       problem="rounds to no server")
         return self
+
+    def _fits(self) -> None:
+        """Refuse, before the layout is built, a hall whose server table alone cannot fit in memory."""
+        from dcsim.io import available_memory_bytes, gib
+
+        dims = [self.rows, self.racks_per_row, self.servers_per_rack]
+        if self.servers is None and all(isinstance(d, int) for d in dims):
+            n = dims[0] * dims[1] * dims[2]
+        elif self.servers is not None:
+            n = sum(s.count for s in self.servers)
+        else:
+            return
+        need, have = n * BYTES_PER_SERVER, available_memory_bytes()
+        if need > 0.5 * have:
+            raise DcsimInputError("facility", f"{n:,} servers (about {gib(need)} for the hall's layout alone)",
+                                  f"a hall that fits in the {gib(have)} this machine has available now",
+                                  problem="too large to build here")
 
     @property
     def n_servers(self) -> int:
