@@ -110,8 +110,8 @@ def generate_server(config: "CalibratedConfig", requests: Requests, duration_s: 
     Requests may arrive before 0 (a warm-up: the server is then already busy at 0) and after the end. The
     occupancy is built past both ends by the classifier's context and the warm-up, power generated over all
     of it and trimmed to [0, duration_s), so the first and last steps see the same context as the middle."""
-    if not (np.isfinite(duration_s) and duration_s > 0):
-        raise DcsimInputError("duration_s", duration_s, "a positive number of seconds")
+    if not (np.isfinite(duration_s) and duration_s >= dt_s):
+        raise DcsimInputError("--duration-s", duration_s, f"a number of seconds >= one step ({dt_s} s)")
     rng_serve, rng_power = rng.spawn(2)
     served = serve(config, requests, rng_serve)
     n_steps = int(np.floor(duration_s / dt_s + 1e-9))

@@ -53,14 +53,14 @@ class Requests:
         n_in = np.asarray(self.n_in).reshape(-1)
         n_out = np.asarray(self.n_out).reshape(-1)
         if not (len(t) == len(n_in) == len(n_out)):
-            raise DcsimInputError("Requests", f"lengths {len(t)}, {len(n_in)}, {len(n_out)}",
+            raise DcsimInputError("requests", f"lengths {len(t)}, {len(n_in)}, {len(n_out)}",
                                   "arrival_s, n_in and n_out of equal length")
         if len(t) and (not np.all(np.isfinite(t)) or np.any(np.diff(t) < 0)):
-            raise DcsimInputError("Requests.arrival_s", "unsorted or non-finite times",
+            raise DcsimInputError("requests: arrival_s", "unsorted or non-finite times",
                                   "finite seconds, sorted ascending")
         for name, v in (("n_in", n_in), ("n_out", n_out)):
             if len(v) and (not np.issubdtype(v.dtype, np.number) or np.any(v < 1) or np.any(v != np.round(v))):
-                raise DcsimInputError(f"Requests.{name}", "values < 1 or non-integer", "integer token counts >= 1")
+                raise DcsimInputError(f"requests: {name}", "values < 1 or non-integer", "integer token counts >= 1")
         object.__setattr__(self, "arrival_s", t)
         object.__setattr__(self, "n_in", n_in.astype(np.int64, copy=False))
         object.__setattr__(self, "n_out", n_out.astype(np.int64, copy=False))
