@@ -6,7 +6,7 @@ import pytest
 
 from dcsim.errors import DcsimInputError
 from dcsim.power.model import PowerModel
-from dcsim.power.structured import (StructuredPowerModel, apply_meter, meter_kernel, prefill_served_per_s,
+from dcsim.power.structured import (StructuredPowerModel, apply_meter, fully_busy, meter_kernel, prefill_served_per_s,
                                     work_terms)
 from dcsim.serving.kernel import serve_fifo
 from dcsim.serving.work import WorkGrid, work_from_served
@@ -197,3 +197,17 @@ def test_the_measured_knee_one_request_draws_most_of_the_busy_power(run_dir):
     assert generated.mean() == pytest.approx(measured_one, rel=0.15)
     assert m.idle_w_ == pytest.approx(85.0, abs=6.0)
     assert generated.mean() - m.idle_w_ > 0.8 * (measured_one - m.idle_w_)
+
+
+def test_a_server_with_work_in_flight_never_reads_idle_beyond_the_meter():
+    works, power = _synthetic()
+    rng = np.random.default_rng(11)
+    # training power that sometimes reads idle although the schedule says busy (a schedule that is off in time)
+    noisy = [np.where(rng.random(p.size) < 0.05, TRUE["idle_w"], p) for p in power]
+    m = _model().fit(works, noisy)
+    assert m.residual_quantiles_w_.min() < -0.8 * TRUE["busy_fraction"]   # the residuals learnt those readings
+    one = work_from_served(serve_fifo([2.0], [0.03], [60.0]), [150], [3000], 0.0, 400, DT)
+    p = m.sample(one, np.random.default_rng(3))
+    busy = fully_busy(work_terms(one, ("busy_fraction",))[..., 0], m.lag_s_, m.window_s_, DT)
+    assert busy.sum() > 200
+    assert p[busy].min() >= m.idle_w_ + 0.5 * m.coef_["busy_fraction"]

@@ -11,18 +11,25 @@ configuration's latency surrogate and the FIFO-64 queue, exactly as generation b
     closed form with cumulative sums): tokens are conserved, so prefill energy does not depend on how well the
     surrogate times each prefill, and a burst of long prompts keeps the GPU at prefill power for as long as
     the GPU needs to compute them.
-(b) **Power equation**: P_t = idle_w + Σ_j c_j·x_{t,j}, every c_j ≥ 0 (``scipy.optimize.nnls``), so more work
-    never lowers power and one request draws idle_w + c_busy + (its small token terms).
+(b) **Power equation**: P_t = idle_w + Σ_j c_j·x_{t,j}, every c_j ≥ 0 (``scipy.optimize.nnls`` on the normal
+    equations), so more work never lowers power and one request draws idle_w + c_busy + (its small token terms).
+    idle_w is the median measured power over samples with no work within the meter's reach (the intercept of a
+    free fit is pulled by whatever the equation cannot explain); runs can be weighted (``sample_weight``).
 (c) **Meter**: nvidia-smi reads the work ``lag_s`` late, averaged over ``window_s`` (≈ 1 s on H100, near-instant
     on A100). The reading at t is the mean of P over [t − lag − window, t − lag], widened to one step where the
     window is shorter (the work grid resolves nothing finer). The meter is linear, so it is applied to each
-    ledger column and the equation is fitted against measured power directly; lag and window are chosen on a
-    grid by least squares (or fixed by the caller).
-(d) **Residual variability**: residual r_t = y_t − ŷ_t in the measured domain, per power bin of ŷ (one bin for
-    "no work", quantile bins above): its empirical quantiles, and an AR(1) coefficient φ_b on its normal scores
-    fitted from contiguous samples, so marginal and autocorrelation are both the measured ones. Sampling runs a
-    Gaussian AR(1) z_t = φ_b z_{t−1} + √(1 − φ_b²) ε_t (ε from the Generator passed in), maps z_t through the
-    bin's residual quantiles, adds ŷ_t and clips to the observed [y_min, y_max].
+    ledger column and the equation is fitted against measured power directly; lag, window and the prefill
+    capacity are chosen on a grid by least squares (give one value each to fix them). On the 250 ms grid two
+    (lag, window) pairs with the same kernel are the same meter; the smallest window found wins.
+(d) **Residual variability**: residual r_t = y_t − ŷ_t in the measured domain, per state: the power bin of ŷ (a
+    "no work" bin, then quantile bins) within one of three classes of work (ordinary, prefill-heavy, long context),
+    so one workload's misfit does not widen another's noise. Per state: the residuals' empirical quantiles and an
+    AR(1) coefficient φ on their normal scores fitted over consecutive measured samples, so the marginal and the
+    autocorrelation are the measured ones. Sampling runs z_t = φ z_{t−1} + √(1 − φ²) ε_t (ε from the Generator
+    passed in), maps z_t through the state's residual quantiles, adds ŷ_t and clips to the observed [y_min, y_max].
+    Where every step the meter reads is wholly busy the reading stays at least idle_w + ``busy_floor_share``·c_busy:
+    training residuals also hold samples whose schedule said busy while the GPU was idle (the schedule is a
+    surrogate draw), and generation must not replay those as an idle GPU with work in flight.
 """
 from __future__ import annotations
 
@@ -132,6 +139,19 @@ def apply_meter(x: np.ndarray, lag_s: float, window_s: float, dt_s: float = STEP
     return np.moveaxis(out, -1, axis)
 
 
+def fully_busy(busy_fraction: np.ndarray, lag_s: float, window_s: float, dt_s: float = STEP_S) -> np.ndarray:
+    """True where every step the meter reads at a sample is wholly busy (along the last axis); False at the edges."""
+    offsets, _ = meter_kernel(lag_s, window_s, dt_s)
+    b = np.asarray(busy_fraction) >= 1.0 - 1e-9
+    n = b.shape[-1]
+    out = np.ones_like(b)
+    idx = np.arange(n)
+    for d in offsets:
+        src = idx - d
+        out &= np.where((src >= 0) & (src < n), b[..., np.clip(src, 0, n - 1)], False)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # the model
 
@@ -153,7 +173,8 @@ class StructuredPowerModel(PowerModel):
                  windows_s: Sequence[float] = DEFAULT_WINDOWS_S,
                  prefill_capacities_tokens_per_s: Sequence[float] = DEFAULT_CAPACITIES,
                  n_bins: int = 4, n_quantiles: int = 101, prefill_share_split: float | None = 0.25,
-                 long_context_tokens: float | None = 4096.0, idle_from_no_work: bool = True) -> None:
+                 long_context_tokens: float | None = 4096.0, idle_from_no_work: bool = True,
+                 busy_floor_share: float | None = 0.5) -> None:
         self.terms = tuple(terms)
         for t in self.terms:
             if t not in ALLOWED_TERMS:
@@ -178,6 +199,9 @@ class StructuredPowerModel(PowerModel):
             raise DcsimInputError("long_context_tokens", long_context_tokens, "a positive number of tokens, or None")
         self.long_context_tokens = None if long_context_tokens is None else float(long_context_tokens)
         self.idle_from_no_work = bool(idle_from_no_work)
+        if busy_floor_share is not None and not 0.0 <= busy_floor_share <= 1.0:
+            raise DcsimInputError("busy_floor_share", busy_floor_share, "a share in [0, 1], or None")
+        self.busy_floor_share = None if busy_floor_share is None else float(busy_floor_share)
 
     # --- fitting -------------------------------------------------------------------------------
 
@@ -334,7 +358,15 @@ class StructuredPowerModel(PowerModel):
         frac = pos - lo
         table = self.residual_quantiles_w_
         resid = table[states, lo] * (1.0 - frac) + table[states, lo + 1] * frac
-        return np.clip(yhat + resid, self.y_min_w_, self.y_max_w_)
+        power_w = yhat + resid
+        if self.busy_floor_share is not None:
+            # a GPU busy through every step the meter reads never reads near idle: the residual table also holds
+            # training samples whose schedule said busy while the GPU was not, which generation must not replay
+            busy = work_terms(work, ("busy_fraction",), self.prefill_capacity_tokens_per_s_)[..., 0]
+            floor = self.idle_w_ + self.busy_floor_share * self.coef_["busy_fraction"]
+            power_w = np.where(fully_busy(busy, self.lag_s_, self.window_s_, work.dt_s), np.maximum(power_w, floor),
+                               power_w)
+        return np.clip(power_w, self.y_min_w_, self.y_max_w_)
 
     # --- description and storage ------------------------------------------------------------------
 
@@ -353,7 +385,7 @@ class StructuredPowerModel(PowerModel):
                              "n_bins": self.n_bins, "n_quantiles": self.n_quantiles,
                              "prefill_share_split": self.prefill_share_split,
                              "long_context_tokens": self.long_context_tokens,
-                             "idle_from_no_work": self.idle_from_no_work}
+                             "idle_from_no_work": self.idle_from_no_work, "busy_floor_share": self.busy_floor_share}
         if hasattr(self, "coef_"):
             d["fitted"] = {
                 "idle_w": self.idle_w_, "coef": dict(self.coef_), "lag_s": self.lag_s_, "window_s": self.window_s_,
@@ -367,7 +399,7 @@ class StructuredPowerModel(PowerModel):
     def from_dict(cls, d: dict[str, Any]) -> "StructuredPowerModel":
         model = cls(d["terms"], d["lags_s"], d["windows_s"], [float(v) for v in d["prefill_capacities_tokens_per_s"]],
                     d["n_bins"], d["n_quantiles"], d.get("prefill_share_split"), d.get("long_context_tokens"),
-                    d.get("idle_from_no_work", True))
+                    d.get("idle_from_no_work", True), d.get("busy_floor_share", 0.5))
         f = d.get("fitted")
         if f:
             model.idle_w_, model.coef_ = float(f["idle_w"]), {k: float(v) for k, v in f["coef"].items()}
