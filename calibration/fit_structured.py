@@ -42,16 +42,16 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dcsim.calibrate import simulated_active  # noqa: E402
+
 from dcsim.constants import STEP_S  # noqa: E402
 from dcsim.measured import MeasuredRun, load_run, segments_of  # noqa: E402
 from dcsim.power.classifier import StateClassifier  # noqa: E402
-from dcsim.power.configs import CalibratedConfig, load_config  # noqa: E402
+from dcsim.configs import CalibratedConfig, load_config  # noqa: E402
 from dcsim.power.states import StateDictionary  # noqa: E402
 from dcsim.power.structured import StructuredPowerModel, fully_busy, work_terms  # noqa: E402
-from dcsim.server import power_from_active  # noqa: E402
+from dcsim.power.chain import power_from_active, replay_occupancy  # noqa: E402
 from dcsim.serving.features import feature_matrix  # noqa: E402
-from dcsim.serving.kernel import serve_fifo, simulate_requests  # noqa: E402
+from dcsim.serving.kernel import serve_fifo, serve_requests  # noqa: E402
 from dcsim.serving.latency import tbt_from_token_counter  # noqa: E402
 from dcsim.serving.work import WorkGrid, simulated_work, work_from_served  # noqa: E402
 from dcsim.studies.validate import score, validate  # noqa: E402
@@ -178,7 +178,7 @@ def fit_bigru(train: list[tuple[MeasuredRun, np.ndarray]], config: CalibratedCon
         labels = np.full(len(run.power_w), -1, dtype=np.int64)
         labels[mask] = states.label(run.power_w[mask])
         for _ in range(FEATURE_DRAWS):
-            feats = feature_matrix(simulated_active(run, config.surrogate, rng, config.slots))
+            feats = feature_matrix(replay_occupancy(run, config.surrogate, rng, config.slots))
             items += [(feats[a:b], labels[a:b]) for a, b in segments_of(mask) if b - a >= 8]
     classifier = StateClassifier(n_states=states.k_, epochs=epochs, seed=seed).fit(items)
     return CalibratedConfig(config.name + "+refit", states, classifier, config.surrogate, config.tokens,
@@ -221,7 +221,7 @@ def score_bigru(config: CalibratedConfig, run: MeasuredRun, mask: np.ndarray, se
     per_seed, gens = [], []
     for s in range(seeds):
         rng_serve, rng_power = np.random.default_rng([0, s]).spawn(2)
-        generated = power_from_active(config, simulated_active(run, config.surrogate, rng_serve, config.slots),
+        generated = power_from_active(config, replay_occupancy(run, config.surrogate, rng_serve, config.slots),
                                       rng_power)
         per_seed.append(score(run.power_w, generated, mask, run.dt_s))
         gens.append(generated)
@@ -364,7 +364,7 @@ def generate_both(config: CalibratedConfig, model: StructuredPowerModel, rate_pe
     rng_arrivals, rng_serve, rng_a, rng_b = np.random.default_rng(seed).spawn(4)
     req = _requests(config, rate_per_s, duration_s, rng_arrivals)
     n = int(round(duration_s / STEP_S))
-    served = simulate_requests(req.arrival_s, req.n_in, req.n_out, config.surrogate, rng_serve, slots=config.slots)
+    served = serve_requests(req.arrival_s, req.n_in, req.n_out, config.surrogate, rng_serve, slots=config.slots)
     work = work_from_served(served, req.n_in, req.n_out, 0.0, n, STEP_S)
     return work, model.sample(work, rng_a), power_from_active(config, work.occupancy, rng_b)
 

@@ -176,7 +176,7 @@ def test_the_measured_knee_one_request_draws_most_of_the_busy_power(run_dir):
     """qwen3-8b_a100_tp1: fitted on the ShareGPT runs through the surrogate (the generation path), a GPU serving one
     request reads within 15 % of the measured power at one running request, far above idle."""
     from dcsim.measured import load_run
-    from dcsim.power.configs import load_config
+    from dcsim.configs import load_config
     from dcsim.serving.work import simulated_work
 
     config = load_config("qwen3-8b_a100_tp1")

@@ -29,7 +29,7 @@ import numpy as np
 from dcsim.constants import SLOTS_PER_SERVER, STEP_S
 from dcsim.errors import DcsimInputError
 from dcsim.serving.features import active_grid, delta_active
-from dcsim.serving.kernel import simulate_requests
+from dcsim.serving.kernel import serve_requests
 from dcsim.serving.latency import LatencySurrogate
 
 FEATURE_SETS = {
@@ -288,9 +288,9 @@ def work_from_served(served: Any, n_in: Any, n_out: Any, t0_s: float, n_steps: i
 
 def simulated_work(arrival_s: Any, n_in: Any, n_out: Any, surrogate: LatencySurrogate, rng: np.random.Generator, n_steps: int,
                    t0_s: float = 0.0, dt_s: float = STEP_S, slots: int = SLOTS_PER_SERVER) -> WorkGrid:
-    """Requests → latency surrogate + FIFO queue (:func:`dcsim.serving.kernel.simulate_requests`) → work grid.
+    """Requests → latency surrogate + FIFO queue (:func:`dcsim.serving.kernel.serve_requests`) → work grid.
 
     The same path generation takes, so a power model fitted on it sees the work it will be driven by (times in s,
     the grid from ``t0_s``)."""
-    served = simulate_requests(np.asarray(arrival_s, dtype=float) - t0_s, n_in, n_out, surrogate, rng, slots=slots)
+    served = serve_requests(np.asarray(arrival_s, dtype=float) - t0_s, n_in, n_out, surrogate, rng, slots=slots)
     return replace(work_from_served(served, n_in, n_out, 0.0, n_steps, dt_s), t0_s=float(t0_s))
