@@ -454,6 +454,8 @@ def main() -> None:
     ap.add_argument("--backends", nargs="+", default=["structured", "bigru"], choices=["structured", "bigru"],
                     help="leave out bigru to skip its refits (the structured figures do not depend on them)")
     ap.add_argument("--out", type=Path, default=None, help="folder for report.json and the fitted models")
+    ap.add_argument("--ship", action="store_true", help="write each configuration's model fitted on the logged "
+                    "schedule of all its runs into calibration/artifacts/<config>/power_model.json (the shipped one)")
     args = ap.parse_args()
     global WITH_BIGRU
     WITH_BIGRU = "bigru" in args.backends
@@ -476,6 +478,15 @@ def main() -> None:
         if args.out is not None:
             for (n, s), m in models.items():
                 m.save(args.out / f"structured_{s}" / n)
+        if args.ship:
+            for (n, s), m in models.items():
+                if s == "measured":
+                    folder = REPO / "calibration" / "artifacts" / n
+                    m.save(folder)
+                    meta = json.loads((folder / "meta.json").read_text())
+                    meta["power_model_runs"] = config_runs(n)  # whole runs it was fitted on: never scored as held out
+                    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+                    say(f"shipped {n}/power_model.json")
     report["elapsed_s"] = round(time.perf_counter() - t0, 1)
     text = json.dumps(report, indent=1, default=float)
     if args.out is not None:

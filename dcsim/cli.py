@@ -104,6 +104,8 @@ def generate_cmd(
     requests: Optional[Path] = typer.Option(None, "--requests", help="CSV/Parquet with arrival_s, n_in, n_out"),
     seed: int = typer.Option(0, "--seed", min=0, help="a whole number >= 0"),
     out_path: Path = typer.Option(..., "--out", help="output trace (.parquet, or .csv)"),
+    power_model: Optional[str] = typer.Option(None, "--power-model", help="structured or bigru (default: "
+                                              "structured where the configuration ships one)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output that dcsim wrote (never other files)"),
 ) -> None:
     """Generate one server's 250 ms power trace (t_s, active, power_w) and print its summary."""
@@ -121,7 +123,7 @@ def generate_cmd(
     if (rate is None) == (requests is None):
         raise DcsimInputError("--rate/--requests", "both" if rate is not None else "neither",
                               "exactly one of --rate R --duration-s S or --requests FILE")
-    cfg = load_config(config)
+    cfg = load_config(config, power_model=power_model)
     rng = np.random.default_rng(seed)
     rng_arrivals, rng_sim = rng.spawn(2)
     if rate is not None:
@@ -168,13 +170,15 @@ def run_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default out/<scenario name>)"),
     sets: List[str] = typer.Option([], "--set", help="override a scenario key: key.path=value (repeatable)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar and no summary table"),
+    power_model: Optional[str] = typer.Option(None, "--power-model", help="structured or bigru (default: "
+                                              "structured where the configuration ships one)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output that dcsim wrote (never other files)"),
 ) -> None:
     """Simulate a facility scenario and write its traces, requests, events, summary and plot."""
     from dcsim.runner import run
     from dcsim.scenario import load_scenario
 
-    run(load_scenario(scenario, sets), out_dir=out_dir, progress=not quiet, overwrite=overwrite)
+    run(load_scenario(scenario, sets), out_dir=out_dir, progress=not quiet, overwrite=overwrite, power_model=power_model)
 
 
 @app.command("validate")
@@ -185,6 +189,8 @@ def validate_cmd(
     features: str = typer.Option("simulated", "--features", help="simulated (surrogate + queue) or measured (engine A_t)"),
     as_json: bool = typer.Option(False, "--json", help="print exactly one JSON object on stdout"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="overlay PNG of measured vs generated power, A_t beneath"),
+    power_model: Optional[str] = typer.Option(None, "--power-model", help="structured or bigru (default: "
+                                              "structured where the configuration ships one)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output that dcsim wrote (never other files)"),
 ) -> None:
     """Score generated against measured power for a run's own requests (medians over seeds)."""
@@ -198,8 +204,8 @@ def validate_cmd(
         if plot.suffix != ".png":
             raise DcsimInputError("--plot", str(plot), "a file name ending in .png", problem="not a PNG path")
         check_writable(plot, "--plot", overwrite=overwrite)
-    cfg = load_config(config)
-    run = load_run(measured)
+    cfg = load_config(config, power_model=power_model)
+    run = load_run(measured, compensate_lag=cfg.power_model == "bigru")  # the structured model fits its own lag
     result = validate(cfg, run, seeds=seeds, features=features)
     if plot is not None:
         from dcsim.plots import plot_overlay

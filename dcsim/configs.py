@@ -47,6 +47,8 @@ class CalibratedConfig:
     tokens: TokenQuantiles
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    structured: Any = None  # a fitted dcsim.power.structured.StructuredPowerModel, when the folder ships one
+    power_model: str = "bigru"  # which backend generation uses: "structured" or "bigru" (see POWER_MODELS)
 
     @property
     def n_gpus(self) -> int:
@@ -57,9 +59,10 @@ class CalibratedConfig:
         return {"name": self.name, "path": None if self.path is None else str(self.path),
                 "model": self.meta.get("model"), "gpu": self.meta.get("gpu"), "tp": self.meta.get("tp"),
                 "n_gpus": self.n_gpus, "slots": self.slots,
-                "power_model": {"kind": "bigru+gmm", "k": int(self.states.k_),
-                                "power_noise": "ar1" if self.states.ar1 else "iid",
-                                "classifier_context_steps": int(getattr(self.classifier, "context", 0))},
+                "power_model": (self.structured.config() if self.power_model == "structured" else
+                                {"kind": "bigru+gmm", "k": int(self.states.k_),
+                                 "power_noise": "ar1" if self.states.ar1 else "iid",
+                                 "classifier_context_steps": int(getattr(self.classifier, "context", 0))}),
                 "surrogate": self.surrogate.to_dict()}
 
     @property
@@ -219,7 +222,7 @@ def _check_meta(path: Path, meta: dict) -> None:
                               "an object of file name -> SHA-256 hex digest")
 
 
-def load_config(name_or_path: str | Path, verify: bool = True) -> CalibratedConfig:
+def load_config(name_or_path: str | Path, verify: bool = True, power_model: str | None = None) -> CalibratedConfig:
     """Load a calibrated configuration by shipped name or folder path (checksums verified).
 
     Any unusable artifact (missing, a folder, not JSON, missing keys, wrong types, not a torch file, changed
@@ -243,7 +246,33 @@ def load_config(name_or_path: str | Path, verify: bool = True) -> CalibratedConf
     tokens = _rebuild(folder / "tokens.json", "token quantiles (n_in_quantiles, n_out_quantiles)",
                       lambda d: _tokens_from_dict(folder / "tokens.json", d))
     classifier = _load_classifier(folder / "classifier.pt")
-    return CalibratedConfig(meta.get("name", folder.name), states, classifier, surrogate, tokens, meta, folder)
+    structured = None
+    if (folder / "power_model.json").is_file():
+        from dcsim.power.model import PowerModel
+        import dcsim.power.structured  # noqa: F401  (registers its kind)
+
+        structured = PowerModel.load(folder)
+    choice = choose_power_model(power_model, structured is not None, str(folder))
+    return CalibratedConfig(meta.get("name", folder.name), states, classifier, surrogate, tokens, meta, folder,
+                            structured, choice)
+
+
+POWER_MODELS = ("structured", "bigru")
+"""The power backends: ``structured`` (work ledger → non-negative power equation with a knee, meter, per-state
+residual noise; the default wherever a configuration ships one, because it holds on workloads it never saw) and
+``bigru`` (the paper's BiGRU over (A_t, ΔA_t) → GMM states)."""
+
+
+def choose_power_model(asked: str | None, has_structured: bool, where: str) -> str:
+    """The backend to use: ``asked``, or the default (structured where shipped, else bigru)."""
+    if asked is None:
+        return "structured" if has_structured else "bigru"
+    if asked not in POWER_MODELS:
+        raise DcsimInputError("--power-model", asked, "one of " + ", ".join(POWER_MODELS))
+    if asked == "structured" and not has_structured:
+        raise DcsimInputError("--power-model", asked, f"bigru: {where} ships no power_model.json",
+                              problem="no structured model fitted for this configuration")
+    return asked
 
 
 def list_configs() -> list[dict[str, Any]]:

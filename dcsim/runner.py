@@ -230,13 +230,14 @@ def _print_summary(console: Any, summary: dict[str, Any], out_dir: Path | None) 
 
 def run(scenario: Any, out_dir: str | Path | None = None, progress: bool = True,
         configs: dict[str, CalibratedConfig] | None = None, write: bool = True,
-        chunk_servers: int | None = None, overwrite: bool = False) -> RunResult:
+        chunk_servers: int | None = None, overwrite: bool = False, power_model: str | None = None) -> RunResult:
     """Simulate ``scenario`` (a :class:`dcsim.scenario.Scenario`) and write its outputs to ``out_dir``
     (default ``out/<scenario name>``); see the module docstring.
 
     ``progress``: a progress bar while it runs and a summary table at the end (rich). ``configs``: calibrated
     configurations by name, instead of loading the scenario's names. ``write=False`` returns the results only.
-    ``overwrite``: replace an existing output folder that dcsim wrote (a folder with other files is never
+    ``power_model``: ``structured`` or ``bigru`` for every configuration (default: each one's own, structured
+    where it ships one). ``overwrite``: replace an existing output folder that dcsim wrote (a folder with other files is never
     replaced); checked before the simulation starts, so a bad ``out_dir`` costs nothing.
     """
     from rich.console import Console
@@ -248,7 +249,7 @@ def run(scenario: Any, out_dir: str | Path | None = None, progress: bool = True,
         from dcsim.io import check_writable
 
         check_writable(target, "--out", overwrite=overwrite, folder=True)
-    facility, streams, policy = build_inputs(scenario, configs)
+    facility, streams, policy = build_inputs(scenario, configs, power_model)
     sim = scenario.simulation
     levels = [lv for lv in LEVELS if lv in scenario.outputs.levels]
     kwargs: dict[str, Any] = {} if chunk_servers is None else {"chunk_servers": chunk_servers}

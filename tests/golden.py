@@ -101,7 +101,7 @@ def validate_case(name: str, powertrace: Path) -> dict[str, str]:
 
     config, campaign, features = VALIDATE_CASES[name]
     run_dir = sorted((powertrace / campaign).glob("*/"))[0]
-    v = validate(load_config(config), load_run(run_dir), seeds=2, features=features)
+    v = validate(load_config(config, power_model="bigru"), load_run(run_dir), seeds=2, features=features)
     return {"scores": _sha(json.dumps(v.to_json_dict(), sort_keys=True).encode()),
             "generated_w": _sha(v.generated_w.tobytes()), "active": _sha(v.active.tobytes())}
 

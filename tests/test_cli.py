@@ -88,7 +88,7 @@ def test_validate_json_prints_exactly_one_object(monkeypatch, capsys, run_dir, t
     run = run_dir("arrival_pattern_qwen3-8b_a100_bursty")
     png = tmp_path / "overlay.png"
     code, stdout, _ = run_cli(monkeypatch, capsys, "validate", "--config", "qwen3-8b_a100_tp1", "--measured", str(run),
-                              "--seeds", "2", "--json", "--plot", str(png))
+                              "--seeds", "2", "--json", "--plot", str(png), "--power-model", "bigru")
     assert code == 0
     result = json.loads(stdout)
     assert set(result) == {"config", "run", "seeds", "ks", "acf_r2", "nrmse", "delta_energy_pct"}

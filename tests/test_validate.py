@@ -11,7 +11,7 @@ from dcsim.studies.validate import score, scored_mask, validate
 
 
 def test_bursty_arrivals_never_seen_in_training_are_reproduced(run_dir):
-    config = load_config("qwen3-8b_a100_tp1")
+    config = load_config("qwen3-8b_a100_tp1", power_model="bigru")  # the structured model trained on every run
     run = load_run(run_dir("arrival_pattern_qwen3-8b_a100_bursty"))
     result = validate(config, run, seeds=3)
     assert result.scored.startswith("all")
@@ -21,7 +21,7 @@ def test_bursty_arrivals_never_seen_in_training_are_reproduced(run_dir):
 
 
 def test_a_run_that_trained_in_blocks_is_scored_only_on_its_test_block(run_dir):
-    config = load_config("llama-3.1-70b_h100_tp4")
+    config = load_config("llama-3.1-70b_h100_tp4", power_model="bigru")
     run = load_run(run_dir("h100_tp4_state_control"))
     mask, said = scored_mask(config, run)
     assert "held-out test samples" in said
@@ -53,3 +53,10 @@ def test_score_uses_fewer_lags_on_a_short_block():
     mask = np.zeros(100, bool)
     mask[10:40] = True
     assert np.isfinite(score(x, x + rng.normal(0, 1, 100), mask, 0.25)["acf_r2"])
+
+
+def test_a_run_the_structured_model_trained_on_is_refused(run_dir):
+    config = load_config("llama-3.1-70b_h100_tp4")
+    assert config.power_model == "structured"
+    with pytest.raises(DcsimInputError, match="whole train run of the structured power model"):
+        validate(config, load_run(run_dir("h100_tp4_state_control")), seeds=1)

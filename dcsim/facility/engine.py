@@ -59,8 +59,7 @@ from dcsim.io import available_memory_bytes, gib
 from dcsim.facility.control import CapPolicy
 from dcsim.facility.hall import Hall, call_router, checked_choice, quantize_w
 from dcsim.facility.tree import aggregate_chunk, finish_sums, new_sums, nodes_at, server_indices_under, servers
-from dcsim.power.chain import power_rows, serve
-from dcsim.serving.features import active_grid
+from dcsim.power.chain import Schedule, context_steps, power_of_schedules, serve
 from dcsim.workload.arrivals import ArrivalProcess, Requests, split_uniform
 from dcsim.workload.routing import READS, Router, ServerView
 
@@ -352,27 +351,29 @@ def _mask_after(x: np.ndarray, horizon_s: float) -> np.ndarray:
 
 
 def _serve_fixed(facility: Facility, requests: list[Requests | None], server_rngs: list, horizon_s: float
-                 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
-    """Fast path serving: every server's requests through the kernel; each server's (start, end) and the
-    request table (times after the horizon NaN)."""
+                 ) -> tuple[list[Schedule], dict[str, np.ndarray]]:
+    """Fast path serving: every server's requests through the kernel; each server's schedule and the request
+    table (times after the horizon NaN)."""
     schedules, parts = [], []
     for i, (cfg_name, reqs) in enumerate(zip(facility.config_of(), requests)):
-        s = serve(facility.configs[cfg_name], reqs if reqs is not None else Requests.empty(), server_rngs[i][0])
+        reqs = reqs if reqs is not None else Requests.empty()
+        s = serve(facility.configs[cfg_name], reqs, server_rngs[i][0])
         parts.append({"arrival_s": s.arrival_s, "start_s": _mask_after(s.start_s, horizon_s),
                       "first_token_s": _mask_after(s.first_token_s, horizon_s),
                       "end_s": _mask_after(s.end_s, horizon_s),
                       "server": np.full(len(s), i, dtype=np.int64), "lost": np.zeros(len(s), bool)})
-        schedules.append((s.start_s, s.end_s))
+        schedules.append(Schedule.of(s, reqs))
     return schedules, _concat_requests(parts)
 
 
-def _event_schedules(served: list[tuple[np.ndarray, np.ndarray]], horizon_s: float
-                     ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Event path: the requests each server started, in flight ones ending at the horizon."""
+def _event_schedules(served: list[Schedule], horizon_s: float) -> list[Schedule]:
+    """Event path: the requests each server started, those in flight (or in prefill) ending at the horizon."""
     out = []
-    for st, en in served:
-        ok = np.isfinite(st)
-        out.append((st[ok], np.where(np.isfinite(en[ok]), en[ok], horizon_s)))
+    for s in served:
+        ok = np.isfinite(s.start_s)
+        end = np.where(np.isfinite(s.end_s[ok]), s.end_s[ok], horizon_s)
+        first = np.where(np.isfinite(s.first_token_s[ok]), s.first_token_s[ok], end)
+        out.append(Schedule(s.start_s[ok], np.minimum(first, end), end, s.n_in[ok], s.n_out[ok], s.arrival_s[ok]))
     return out
 
 
@@ -399,7 +400,7 @@ def _chunks(facility: Facility, chunk_servers: int) -> list[tuple[str, np.ndarra
     return out
 
 
-def _power(facility: Facility, schedules: list[tuple[np.ndarray, np.ndarray]], server_rngs: list, n_steps: int,
+def _power(facility: Facility, schedules: list[Schedule], server_rngs: list, n_steps: int,
            dt_s: float, chunk_servers: int, keep_servers: bool, progress, keep: slice) -> tuple:
     """Power from served schedules: A_t per chunk of servers on the extended grid, the chain's power, the
     ``keep`` steps streamed into the tree's sums."""
@@ -414,12 +415,9 @@ def _power(facility: Facility, schedules: list[tuple[np.ndarray, np.ndarray]], s
     done = 0
     for cfg_name, idx in _chunks(facility, chunk_servers):
         cfg = facility.configs[cfg_name]
-        starts = [schedules[i][0] for i in idx]
-        ends = [schedules[i][1] for i in idx]
-        local = [np.full(st.size, j, dtype=np.int64) for j, st in enumerate(starts)]
-        grid = active_grid(np.concatenate(starts), np.concatenate(ends), 0.0, n_steps, dt_s,
-                           server=np.concatenate(local), n_servers=idx.size)
-        gpu = quantize_w(power_rows(cfg, grid, [server_rngs[i][1] for i in idx]))[:, keep]
+        gpu, grid = power_of_schedules(cfg, [schedules[i] for i in idx], 0.0, n_steps,
+                                       [server_rngs[i][1] for i in idx], dt_s)
+        gpu = quantize_w(gpu)[:, keep]
         grid = grid[:, keep]
         aggregate_chunk(tree, sums, gpu, idx, facility.p_base_w)
         max_active[idx] = grid.max(axis=1)
@@ -521,7 +519,7 @@ def simulate_hall(facility: Facility, streams: Sequence[Stream], duration_s: flo
     elif path not in PATHS or PATHS.index(path) < PATHS.index(auto):
         raise DcsimInputError("path", path, f"one of {list(PATHS[PATHS.index(auto):])} for these inputs")
 
-    context = max(int(getattr(c.classifier, "context", 0)) for c in facility.configs.values())
+    context = max(context_steps(c) for c in facility.configs.values())
     edges = _Edges(n_steps, float(dt_s), context, int(round(warm_up_s / dt_s)))
     check_fits(facility, streams, edges.total, chunk_servers, keep_servers)
     n_servers = len(facility.server_names)

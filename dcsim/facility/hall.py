@@ -17,7 +17,7 @@ import simpy
 from dcsim.errors import DcsimInputError, plugin_error
 from dcsim.facility.control import ACTION_EVENTS, Action, CapPolicy
 from dcsim.facility.tree import aggregate_chunk, finish_sums, new_sums, server_indices_under
-from dcsim.power.chain import power_from_probs
+from dcsim.power.chain import Schedule, context_steps, power_from_probs, power_of_schedules
 from dcsim.serving.features import feature_matrix
 from dcsim.serving.queue import FifoServer, RequestLog
 from dcsim.workload.arrivals import Requests
@@ -97,7 +97,7 @@ class Hall:
         self.caps: dict[str, float] = {}
         self._under: dict[str, np.ndarray] = {}
 
-        arr, srv, ttft, decode = [], [], [], []
+        arr, srv, ttft, decode, n_in, n_out = [], [], [], [], [], []
         for i, reqs in enumerate(fixed):
             if reqs is None:
                 continue
@@ -105,7 +105,7 @@ class Hall:
             t1 = sur.sample_ttft_s(reqs.n_in, rng)
             tbt = sur.sample_tbt_s(len(reqs), rng)
             arr.append(reqs.arrival_s), srv.append(np.full(len(reqs), i, dtype=np.int64))
-            ttft.append(t1), decode.append(reqs.n_out * tbt)
+            ttft.append(t1), decode.append(reqs.n_out * tbt), n_in.append(reqs.n_in), n_out.append(reqs.n_out)
         cat = (lambda xs, dt: np.concatenate(xs) if xs else np.empty(0, dt))
         self.fixed = (cat(arr, float), cat(srv, np.int64), cat(ttft, float), cat(decode, float))
         self.n_fixed = self.fixed[0].size
@@ -113,11 +113,18 @@ class Hall:
         n_total = self.n_fixed + sum(len(r) for r, _, _ in routed)
         self.log = RequestLog(n_total)
         self.log.arrival[:self.n_fixed] = self.fixed[0]
+        self.n_in = np.zeros(n_total, dtype=np.int64)      # token counts, and the planned prefill and decode
+        self.n_out = np.zeros(n_total, dtype=np.int64)     # times (s), per request id: what the structured
+        self.ttft_plan = np.full(n_total, np.nan)          # power model reads on the live path
+        self.decode_plan = np.full(n_total, np.nan)
+        self.n_in[:self.n_fixed], self.n_out[:self.n_fixed] = cat(n_in, np.int64), cat(n_out, np.int64)
+        self.ttft_plan[:self.n_fixed], self.decode_plan[:self.n_fixed] = self.fixed[2], self.fixed[3]
         self.routed_offset = []
         pos = self.n_fixed
         for reqs, _, _ in routed:
             self.routed_offset.append(pos)
             self.log.arrival[pos:pos + len(reqs)] = reqs.arrival_s
+            self.n_in[pos:pos + len(reqs)], self.n_out[pos:pos + len(reqs)] = reqs.n_in, reqs.n_out
             pos += len(reqs)
         self.server = np.full(n_total, -1, dtype=np.int64)
         self.server[:self.n_fixed] = self.fixed[1]
@@ -150,8 +157,9 @@ class Hall:
 
     # -- running
 
-    def run(self) -> list[tuple[np.ndarray, np.ndarray]] | None:
-        """Run to the horizon. Event path: each server's (start, end) of the requests it started; live: None."""
+    def run(self) -> list[Schedule] | None:
+        """Run to the horizon. Event path: each server's schedule (NaN where a request did not get there); live:
+        None."""
         env = self.env
         env.process(self._feed_fixed())
         for (reqs, stream, rng), offset in zip(self.routed, self.routed_offset):
@@ -167,7 +175,9 @@ class Hall:
             return None
         order = np.argsort(self.server, kind="stable")
         bounds = np.searchsorted(self.server[order], np.arange(self.n + 1))
-        return [(self.log.start[order[a:b]], end[order[a:b]]) for a, b in zip(bounds[:-1], bounds[1:])]
+        log = self.log
+        return [Schedule(log.start[ix], log.first[ix], end[ix], self.n_in[ix], self.n_out[ix], log.arrival[ix])
+                for ix in (order[a:b] for a, b in zip(bounds[:-1], bounds[1:]))]
 
     def _ticker(self):
         """Progress reports for the queue-only event path (every 1 % of the horizon)."""
@@ -212,6 +222,7 @@ class Hall:
             sur, r = self.cfgs[i].surrogate, self.rng_serve[i]
             ttft = float(sur.sample_ttft_s(reqs.n_in[j:j + 1], r)[0])
             decode = float(reqs.n_out[j] * sur.sample_tbt_s(1, r)[0])
+            self.ttft_plan[rid], self.decode_plan[rid] = ttft, decode
             env.process(self.servers[i].handle(rid, ttft, decode))
 
     # -- occupancy accounting (live path): integrate each server's active count over the interval's steps
@@ -301,6 +312,9 @@ class Hall:
         self.hist = window[:, n:]
         gpu = np.empty(grid.shape)
         for cfg, idx, rng in self.groups:
+            if cfg.power_model == "structured":
+                gpu[idx] = quantize_w(self._structured_power(cfg, idx, n, rng))
+                continue
             ctx = int(getattr(cfg.classifier, "context", 0))
             w = window[idx, window.shape[1] - n - ctx:]
             probs = cfg.classifier.predict_proba(feature_matrix(w))[:, -n:]
@@ -311,6 +325,33 @@ class Hall:
         held = np.minimum(gpu, cap[:, None])
         it = np.where(online[:, None], held + self.fac.p_base_w[:, None], 0.0)
         return it, gpu
+
+    def _structured_power(self, cfg: "CalibratedConfig", idx: np.ndarray, n: int,
+                          rng: np.random.Generator) -> np.ndarray:
+        """The interval's GPU power (len(idx), n) from the work of the requests seen so far: actual times where
+        they are known, planned ones (prefill ends at start + TTFT, decode at the server's speed) for requests
+        still in flight; the meter's context of past steps before the interval."""
+        ctx = context_steps(cfg)
+        t1 = self.env.now
+        t0 = t1 - (n + ctx) * self.dt
+        log = self.log
+        mine = np.zeros(self.n, dtype=bool)
+        mine[idx] = True
+        local = np.full(self.n, -1, dtype=np.int64)
+        local[idx] = np.arange(idx.size)
+        srv = np.clip(self.server, 0, None)
+        sel = np.flatnonzero((self.server >= 0) & mine[srv] & np.isfinite(log.start) & (log.start < t1)
+                             & ~(log.end < t0) & ~log.lost)
+        start = log.start[sel]
+        first = np.where(np.isfinite(log.first[sel]), log.first[sel], start + self.ttft_plan[sel])
+        speed = np.array([self.servers[i].speed for i in self.server[sel]], dtype=float)
+        end = np.where(np.isfinite(log.end[sel]), log.end[sel], np.maximum(first + self.decode_plan[sel] / speed, t1))
+        first = np.minimum(first, end)
+        sched = [Schedule(start[r], first[r], end[r], self.n_in[sel][r], self.n_out[sel][r], log.arrival[sel][r])
+                 for r in (local[self.server[sel]] == j for j in range(idx.size))]
+        power, _ = power_of_schedules(cfg, sched, t0, n + ctx, list(rng.spawn(idx.size)),
+                                      self.dt)
+        return power[:, -n:]
 
     def _under_node(self, node: str) -> np.ndarray:
         if node not in self._under:

@@ -26,10 +26,11 @@ from dcsim.workload.arrivals import Requests
 
 if TYPE_CHECKING:
     from dcsim.configs import CalibratedConfig
+    from dcsim.serving.work import WorkGrid
     from dcsim.measured import MeasuredRun
     from dcsim.serving.latency import LatencySurrogate
 
-__all__ = ["ServerTrace", "serve", "served_occupancy", "replay_occupancy", "context_steps", "power_from_probs", "power_from_active", "power_rows",
+__all__ = ["ServerTrace", "serve", "served_occupancy", "replay_occupancy", "context_steps", "replay_power", "Schedule", "power_of_schedules", "work_row", "power_from_probs", "power_from_active", "power_rows",
            "generate_server"]
 
 
@@ -69,9 +70,78 @@ def replay_occupancy(run: "MeasuredRun", surrogate: "LatencySurrogate", rng: np.
                             len(run.power_w) + 2 * pad_steps, rng, slots, run.dt_s)
 
 
+def replay_power(config: "CalibratedConfig", run: "MeasuredRun", rng_serve: np.random.Generator,
+                 rng_power: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A measured run's own requests through the configuration (surrogate, FIFO-64, power model): occupancy and
+    GPU power (W) on the run's grid, built past both ends by the model's context and trimmed."""
+    pad = context_steps(config)
+    req = run.requests
+    served = serve_requests(req.arrival_s - run.t0_s, req.n_in, req.n_out, config.surrogate, rng_serve,
+                            slots=config.slots)
+    n = len(run.power_w)
+    sched = Schedule(served.start_s, served.first_token_s, served.end_s, req.n_in, req.n_out, served.arrival_s)
+    power_w, occupancy = power_of_schedules(config, [sched], -pad * run.dt_s, n + 2 * pad, [rng_power], run.dt_s)
+    keep = slice(pad, pad + n)
+    return occupancy[0, keep], power_w[0, keep]
+
+
 def context_steps(config: "CalibratedConfig") -> int:
-    """Steps of A_t the power model needs on each side of a step (the bidirectional GRU's context)."""
-    return int(getattr(config.classifier, "context", 0))
+    """Steps of work the power model needs on each side of a step: the bidirectional GRU's context, or the
+    structured model's meter (its lag and averaging window) rounded up, at least the GRU's for safety."""
+    gru = int(getattr(config.classifier, "context", 0))
+    if config.power_model == "structured":
+        m = config.structured
+        return max(gru, int(np.ceil((m.lag_s_ + m.window_s_) / STEP_S)) + 4)
+    return gru
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One server's served requests: times (s) and token counts, what the power model reads."""
+
+    start_s: np.ndarray
+    first_token_s: np.ndarray
+    end_s: np.ndarray
+    n_in: np.ndarray
+    n_out: np.ndarray
+    arrival_s: np.ndarray
+
+    @staticmethod
+    def of(served: ServedRequests, requests: Requests) -> "Schedule":
+        return Schedule(served.start_s, served.first_token_s, served.end_s, requests.n_in, requests.n_out,
+                        served.arrival_s)
+
+
+def power_of_schedules(config: "CalibratedConfig", schedules: Sequence[Schedule], t0_s: float, n_steps: int,
+                       rngs: Sequence[np.random.Generator], dt_s: float = STEP_S) -> tuple[np.ndarray, np.ndarray]:
+    """GPU power (W) and occupancy A_t, both (S, n_steps), for servers of one configuration from their served
+    schedules, with the configuration's power model; row j draws from ``rngs[j]`` alone (so chunking does not
+    change it)."""
+    cat = (lambda xs, dt=float: np.concatenate(xs) if xs else np.empty(0, dt))
+    local = cat([np.full(s.start_s.size, j, dtype=np.int64) for j, s in enumerate(schedules)], np.int64)
+    start, end = cat([s.start_s for s in schedules]), cat([s.end_s for s in schedules])
+    occupancy = active_grid(start, end, t0_s, n_steps, dt_s, server=local, n_servers=len(schedules))
+    if config.power_model != "structured":
+        return power_rows(config, occupancy, rngs), occupancy
+    from dcsim.serving.work import work_grid
+
+    first = cat([s.first_token_s for s in schedules])
+    work = work_grid(start, np.minimum(first, end), end, cat([s.n_in for s in schedules]),
+                     cat([s.n_out for s in schedules]), t0_s, n_steps, dt_s,
+                     arrival_s=np.minimum(cat([s.arrival_s for s in schedules]), start), server=local,
+                     n_servers=len(schedules))
+    out = np.empty(occupancy.shape)
+    for j, rng in enumerate(rngs):
+        out[j] = config.structured.sample(work_row(work, j), rng)
+    return out, occupancy
+
+
+def work_row(work: "WorkGrid", j: int) -> "WorkGrid":
+    """Server ``j``'s row of a many-server work grid."""
+    from dataclasses import fields, replace
+
+    return replace(work, **{f.name: getattr(work, f.name)[j] for f in fields(work)
+                            if isinstance(getattr(work, f.name), np.ndarray)})
 
 
 def power_from_probs(config: "CalibratedConfig", probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -108,8 +178,8 @@ def generate_server(config: "CalibratedConfig", requests: Requests, duration_s: 
     """One server's trace over [0, duration_s) from its requests (arrival in s from start).
 
     Requests may arrive before 0 (a warm-up: the server is then already busy at 0) and after the end. The
-    occupancy is built past both ends by the classifier's context and the warm-up, power generated over all
-    of it and trimmed to [0, duration_s), so the first and last steps see the same context as the middle."""
+    work is built past both ends by the power model's context and the warm-up, power generated over all of it
+    and trimmed to [0, duration_s), so the first and last steps see the same context as the middle."""
     if not (np.isfinite(duration_s) and duration_s >= dt_s):
         raise DcsimInputError("--duration-s", duration_s, f"a number of seconds >= one step ({dt_s} s)")
     rng_serve, rng_power = rng.spawn(2)
@@ -118,7 +188,7 @@ def generate_server(config: "CalibratedConfig", requests: Requests, duration_s: 
     ctx = context_steps(config)
     first = float(requests.arrival_s.min()) if len(requests) else 0.0
     lead = ctx + (int(np.ceil(-first / dt_s - 1e-9)) if first < 0 else 0)
-    active = active_grid(served.start_s, served.end_s, -lead * dt_s, lead + n_steps + ctx, dt_s)
-    power_w = power_from_active(config, active, rng_power)
+    power_w, active = power_of_schedules(config, [Schedule.of(served, requests)], -lead * dt_s,
+                                         lead + n_steps + ctx, [rng_power], dt_s)
     keep = slice(lead, lead + n_steps)
-    return ServerTrace(np.arange(n_steps) * dt_s, active[keep], power_w[keep], served)
+    return ServerTrace(np.arange(n_steps) * dt_s, active[0, keep], power_w[0, keep], served)

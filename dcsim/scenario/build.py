@@ -33,16 +33,18 @@ __all__ = ["build_inputs", "build_tree", "pools", "token_source", "arrival_proce
            "check_workload"]
 
 
-def build_inputs(scenario: Any, configs: dict[str, Any] | None = None) -> tuple[Facility, list[Stream], Any]:
+def build_inputs(scenario: Any, configs: dict[str, Any] | None = None,
+                 power_model: str | None = None) -> tuple[Facility, list[Stream], Any]:
     """The engine's inputs for a scenario: the facility, the request streams and the control policy (or None).
 
-    ``configs`` (name → calibrated configuration) skips loading the scenario's configurations by name.
+    ``configs`` (name → calibrated configuration) skips loading the scenario's configurations by name;
+    ``power_model`` picks the backend of every configuration loaded here (default: each one's own default).
     """
     names = scenario.server_configs()
     if configs is None:
         from dcsim.configs import load_config
 
-        configs = {name: load_config(name) for name in dict.fromkeys(names)}
+        configs = {name: load_config(name, power_model=power_model) for name in dict.fromkeys(names)}
     configs = dict(configs)
     tree = build_tree(scenario)
     facility = Facility(tree, configs, scenario.site.p_base_w, scenario.site.pue)

@@ -10,7 +10,7 @@ from dcsim import metrics
 from dcsim.errors import DcsimInputError
 from dcsim.measured import MeasuredRun, segments_of
 from dcsim.configs import CalibratedConfig
-from dcsim.power.chain import context_steps, power_from_active, replay_occupancy
+from dcsim.power.chain import power_from_active, replay_power
 
 FEATURES = ("simulated", "measured")
 ACF_MAX_LAG = 50  # lags 1..50 (12.5 s), as the paper
@@ -46,6 +46,9 @@ def scored_mask(config: CalibratedConfig, run: MeasuredRun) -> tuple[np.ndarray,
     """Which samples of ``run`` may be scored against ``config``: all of them when the run did not train it;
     only the held-out test blocks its meta file records when it did; none (an error) when it trained whole."""
     valid = np.isfinite(run.power_w)
+    if config.power_model == "structured" and run.name in config.meta.get("power_model_runs", []):
+        raise DcsimInputError("--measured", run.name, f"a run that did not train {config.name}'s structured power "
+                              "model (or --power-model bigru)", problem="this run was a whole train run of the structured power model")
     record = next((r for r in config.meta.get("runs", []) if r.get("name") == run.name), None)
     if record is None or record.get("role") == "test":
         why = "held-out test run" if record else "run not used in calibration"
@@ -79,6 +82,9 @@ def validate(config: CalibratedConfig, run: MeasuredRun, seeds: int = 5, feature
     """Generate ``seeds`` traces for the measured run's own requests and score them against its power."""
     if features not in FEATURES:
         raise DcsimInputError("--features", features, " or ".join(FEATURES))
+    if features == "measured" and config.power_model != "bigru":
+        raise DcsimInputError("--features", features, "simulated, or --power-model bigru (the engine's running "
+                              "count is an A_t, which only the BiGRU reads)")
     if seeds < 1:
         raise DcsimInputError("--seeds", seeds, "an integer >= 1")
     if run.n_gpus != config.n_gpus:
@@ -95,11 +101,8 @@ def validate(config: CalibratedConfig, run: MeasuredRun, seeds: int = 5, feature
         if features == "measured":
             active = np.nan_to_num(run.running, nan=0.0)
             generated = power_from_active(config, active, rng_power)
-        else:  # the run's requests served past both ends by the classifier's context, then trimmed
-            pad = context_steps(config)
-            extended = replay_occupancy(run, config.surrogate, rng_serve, slots=config.slots, pad_steps=pad)
-            keep = slice(pad, pad + len(run.power_w))
-            active, generated = extended[keep], power_from_active(config, extended, rng_power)[keep]
+        else:  # the run's requests served past both ends by the power model's context, then trimmed
+            active, generated = replay_power(config, run, rng_serve, rng_power)
         per_seed.append(score(run.power_w, generated, mask, run.dt_s))
         if first is None:
             first = (active, generated)
