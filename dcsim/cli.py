@@ -47,7 +47,7 @@ def configs_cmd() -> None:
 def calibrate_cmd(
     run_dirs: List[Path] = typer.Argument(..., help="measured run directories (power.csv, engine.csv, requests.json)"),
     name: str = typer.Option(..., "--name", help="configuration name, e.g. qwen3-8b_a100_tp1"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="artifact folder (default calibration/artifacts/NAME)"),
+    out_dir: Optional[str] = typer.Option(None, "--out", help="artifact folder (default calibration/artifacts/NAME)"),
     k: Optional[int] = typer.Option(None, "--k", help="fix the number of power states instead of choosing by BIC"),
     ar1: Optional[bool] = typer.Option(None, "--ar1/--iid", help="AR(1) power per state (default: AR(1) for a mixture-of-experts model, from the manifest)"),
     seed: int = typer.Option(0, "--seed", min=0, help="a whole number >= 0"),
@@ -61,15 +61,26 @@ def calibrate_cmd(
 
     if k is not None and k < 1:
         raise DcsimInputError("--k", k, "an integer >= 1")
-    target = out_dir or Path("calibration") / "artifacts" / check_config_name(name)
+    target = _path(out_dir, "--out") or Path("calibration") / "artifacts" / check_config_name(name)
     out.print(f"calibrating [bold]{name}[/] from {len(run_dirs)} run(s)")
     config = calibrate(name, [str(d) for d in run_dirs], k=k, ar1=ar1, seed=seed, epochs=epochs, out_dir=target,
                        overwrite=overwrite, log=out.print)
     out.print(f"wrote {target} (K={config.states.k_}, {config.meta['split']['n_train_samples']} training samples)")
 
 
+def _path(text: Optional[str], option: str) -> Optional[Path]:
+    """An output path as typed, or one line for an empty one (``Path("")`` would be the working folder)."""
+    if text is None:
+        return None
+    if not text.strip():
+        raise DcsimInputError(option, text, "a file or folder path", problem="empty path")
+    return Path(text)
+
+
 def _read_requests(path: Path) -> Any:
     """A request file (CSV or Parquet: arrival_s, n_in, n_out) as a sorted schedule, or one line naming the file."""
+    import polars as pl
+
     from dcsim.io import read_table
     from dcsim.workload.arrivals import Requests
 
@@ -78,11 +89,33 @@ def _read_requests(path: Path) -> Any:
     missing = [c for c in ("arrival_s", "n_in", "n_out") if c not in frame.columns]
     if missing:
         raise DcsimInputError(str(path), missing, allowed, problem="missing columns")
-    try:
-        cols = [frame[c].cast(float).to_numpy() for c in ("arrival_s", "n_in", "n_out")]
-    except Exception:
-        raise DcsimInputError(str(path), "non-numeric values", "numbers in arrival_s, n_in, n_out") from None
+    cols = []
+    for c in ("arrival_s", "n_in", "n_out"):
+        col = frame[c]
+        as_number = col.cast(pl.Float64, strict=False) if col.dtype != pl.Boolean else pl.Series([None] * len(col))
+        bad = (as_number.is_null() & col.is_not_null()).to_numpy()
+        if bad.any():  # text, true/false: never read as a number
+            i = int(np.argmax(bad))
+            raise DcsimInputError(f"{path}: {c}", col[i], "numbers in arrival_s, n_in, n_out",
+                                  problem=f"{int(bad.sum())} value(s) not a number, first in row {i + 1}")
+        cols.append(as_number.to_numpy())
     return Requests.from_arrays(*cols, where=str(path))
+
+
+GENERATE_BYTES_PER_STEP = 256  # one server's A_t, features, states, power and the written table (measured ~200 B)
+
+
+def _check_fits(duration_s: float, n_requests: float, where: str, value: str) -> None:
+    """Refuse, before anything is drawn, a trace whose memory would exceed what this machine has available."""
+    from dcsim.facility.engine import BYTES_PER_REQUEST
+    from dcsim.io import available_memory_bytes, gib
+
+    need = duration_s / STEP_S * GENERATE_BYTES_PER_STEP + n_requests * BYTES_PER_REQUEST
+    have = available_memory_bytes()
+    if need > 0.8 * have:
+        raise DcsimInputError(where, value, f"a trace that fits in the {gib(have)} this machine has available now "
+                              "(a shorter --duration-s or a lower --rate)",
+                              problem=f"too large to generate here (about {gib(need)} of memory)")
 
 
 def _write_trace(path: Path, t_s: np.ndarray, active: np.ndarray, power_w: np.ndarray, overwrite: bool) -> None:
@@ -103,7 +136,7 @@ def generate_cmd(
                                     "server starts in steady state (0: it starts empty)"),
     requests: Optional[Path] = typer.Option(None, "--requests", help="CSV/Parquet with arrival_s, n_in, n_out"),
     seed: int = typer.Option(0, "--seed", min=0, help="a whole number >= 0"),
-    out_path: Path = typer.Option(..., "--out", help="output trace (.parquet, or .csv)"),
+    out_text: str = typer.Option(..., "--out", help="output trace (.parquet, or .csv)"),
     power_model: Optional[str] = typer.Option(None, "--power-model", help="structured or bigru (default: "
                                               "structured where the configuration ships one)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output that dcsim wrote (never other files)"),
@@ -116,6 +149,7 @@ def generate_cmd(
 
     from dcsim.io import check_writable
 
+    out_path = _path(out_text, "--out")
     if out_path.suffix not in (".parquet", ".csv"):
         raise DcsimInputError("--out", str(out_path), "a file name ending in .parquet or .csv",
                               problem="unknown output format")
@@ -133,8 +167,10 @@ def generate_cmd(
             raise DcsimInputError("--duration-s", duration_s, "a positive duration in seconds (required with --rate)")
         if not (np.isfinite(warm_up_s) and warm_up_s >= 0):
             raise DcsimInputError("--warm-up-s", warm_up_s, "a number of seconds >= 0")
-        process = Poisson(rate, cfg.tokens)
         tail_s = context_steps(cfg) * STEP_S  # arrivals past the end: the classifier sees the future it would
+        _check_fits(duration_s + tail_s, rate * (duration_s + tail_s + warm_up_s), "--duration-s/--rate",
+                    f"{duration_s:g} s at {rate:g} requests/s")
+        process = Poisson(rate, cfg.tokens)
         drawn = process.sample(duration_s + tail_s, rng_arrivals)
         if warm_up_s > 0:  # the server is already in steady state at 0
             warm = process.sample(warm_up_s, rng_arrivals.spawn(1)[0])
@@ -143,6 +179,12 @@ def generate_cmd(
         drawn = _read_requests(requests)
         if duration_s is None:
             duration_s = float(drawn.arrival_s.max()) + 60.0
+            _check_fits(duration_s, len(drawn), f"{requests}: arrival_s",
+                        f"a last arrival at {duration_s - 60.0:g} s (the trace runs 60 s past it)")
+        elif not (np.isfinite(duration_s) and duration_s > 0):
+            raise DcsimInputError("--duration-s", duration_s, "a positive duration in seconds")
+        else:
+            _check_fits(duration_s, len(drawn), "--duration-s", f"{duration_s:g} s")
     arrival_s = drawn.arrival_s[(drawn.arrival_s >= 0) & (drawn.arrival_s < duration_s)]
     trace = generate_server(cfg, drawn, duration_s, rng_sim)
     _write_trace(out_path, trace.t_s, trace.active, trace.power_w, overwrite)
@@ -167,7 +209,7 @@ def generate_cmd(
 @app.command("run")
 def run_cmd(
     scenario: Path = typer.Argument(..., help="scenario TOML file (see scenarios/)"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default out/<scenario name>)"),
+    out_dir: Optional[str] = typer.Option(None, "--out", help="output folder (default out/<scenario name>)"),
     sets: List[str] = typer.Option([], "--set", help="override a scenario key: key.path=value (repeatable)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar and no summary table"),
     power_model: Optional[str] = typer.Option(None, "--power-model", help="structured or bigru (default: "
@@ -178,7 +220,8 @@ def run_cmd(
     from dcsim.runner import run
     from dcsim.scenario import load_scenario
 
-    run(load_scenario(scenario, sets), out_dir=out_dir, progress=not quiet, overwrite=overwrite, power_model=power_model)
+    target = _path(out_dir, "--out")
+    run(load_scenario(scenario, sets), out_dir=target, progress=not quiet, overwrite=overwrite, power_model=power_model)
 
 
 @app.command("validate")
@@ -188,7 +231,7 @@ def validate_cmd(
     seeds: int = typer.Option(5, "--seeds", min=1, help="synthetic traces to score (the median is reported)"),
     features: str = typer.Option("simulated", "--features", help="simulated (surrogate + queue) or measured (engine A_t)"),
     as_json: bool = typer.Option(False, "--json", help="print exactly one JSON object on stdout"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="overlay PNG of measured vs generated power, A_t beneath"),
+    plot_text: Optional[str] = typer.Option(None, "--plot", help="overlay PNG of measured vs generated power, A_t beneath"),
     power_model: Optional[str] = typer.Option(None, "--power-model", help="structured or bigru (default: "
                                               "structured where the configuration ships one)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output that dcsim wrote (never other files)"),
@@ -200,6 +243,7 @@ def validate_cmd(
 
     from dcsim.io import check_writable, json_ready
 
+    plot = _path(plot_text, "--plot")
     if plot is not None:
         if plot.suffix != ".png":
             raise DcsimInputError("--plot", str(plot), "a file name ending in .png", problem="not a PNG path")
@@ -225,6 +269,16 @@ def validate_cmd(
         out.print(f"wrote {plot}")
 
 
+def _given(exc: BaseException) -> str:
+    """``, got 'abc'``: the value an option refused (typer checks it with pydantic, whose error keeps it)."""
+    errors = getattr(exc.__cause__, "errors", None)
+    try:
+        first = errors()[0] if callable(errors) else None
+    except Exception:  # pragma: no cover - not a pydantic error after all
+        first = None
+    return f", got {first['input']!r}" if isinstance(first, dict) and "input" in first else ""
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -248,7 +302,7 @@ def main() -> None:
         raise SystemExit(0) from None
     except cx.UsageError as exc:
         where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
-        err.print(f"dcsim: error: {where}{_one_line(exc.format_message())} (see --help)", markup=False,
+        err.print(f"dcsim: error: {where}{_one_line(exc.format_message())}{_given(exc)} (see --help)", markup=False,
                   highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
     except (typer.Abort, KeyboardInterrupt):

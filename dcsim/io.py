@@ -56,9 +56,16 @@ def check_writable(path: str | Path, what: str, overwrite: bool = False, folder:
 
     A file output must not exist (unless ``overwrite``) and must not be a folder. A folder output must not
     exist, or be empty, or, with ``overwrite``, be a folder dcsim wrote (:data:`OUTPUT_MARKER`, or ``owned``).
-    The nearest existing parent must be a writable folder. Nothing is created here."""
+    The nearest existing parent must be a folder this process can write: tried, with a hidden probe folder made
+    and removed at once (``os.access`` says yes to root everywhere, also on read-only mounts and ``/proc``).
+    A folder output may not be the working folder or one above it. Nothing else is created here."""
+    if str(path) == "":  # Path("") would be the working folder
+        raise DcsimInputError(what, "", "a file or folder path", problem="empty path")
     path = Path(path)
     allowed_dir = f"a new or empty folder, or with --overwrite a folder dcsim wrote (it holds {OUTPUT_MARKER})"
+    if folder and path.is_dir() and Path.cwd().resolve().is_relative_to(path.resolve()):
+        raise DcsimInputError(what, str(path), "a folder other than the working folder and those above it; "
+                              "nothing was written", problem="the working folder would be replaced")
     if folder:
         if path.exists() and not path.is_dir():
             raise DcsimInputError(what, str(path), "a folder path", problem="a file is in the way")
@@ -78,9 +85,18 @@ def check_writable(path: str | Path, what: str, overwrite: bool = False, folder:
     base = _nearest_existing(path.parent if not path.exists() else path)
     if not base.is_dir():
         raise DcsimInputError(what, str(path), "a path inside a folder", problem=f"{base} is a file")
-    if not os.access(base, os.W_OK | os.X_OK):
+    if not os.access(base, os.W_OK | os.X_OK) or not _can_create_in(base):
         raise DcsimInputError(what, str(path), "a path in a folder you can write", problem=f"{base} is not writable")
     return path
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a folder can be made in ``folder`` (tried: a probe folder, removed at once)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".dcsim-probe-", dir=folder))
+    except OSError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -90,8 +106,12 @@ def atomic_file(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     ``overwrite=False`` refuses an existing file (checked again when moving into place)."""
     path = Path(path)
     check_writable(path, str(path), overwrite=overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    except OSError as e:
+        raise DcsimInputError(str(path), str(path), "a file this run can create",
+                              problem=f"{type(e).__name__}: {e.strerror or e}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -143,11 +163,15 @@ def atomic_dir(out_dir: str | Path, overwrite: bool = False, what: str = "--out"
     """
     out_dir = Path(out_dir)
     check_writable(out_dir, what, overwrite=overwrite, folder=True, owned=owned)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(out_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
-    (tmp / _TMP_MARKER).write_text(f"{os.getpid()}\n")
     try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        _clean_stale(out_dir)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
+    except OSError as e:
+        raise DcsimInputError(what, str(out_dir), "a folder this run can create",
+                              problem=f"{type(e).__name__}: {e.strerror or e}") from None
+    try:
+        (tmp / _TMP_MARKER).write_text(f"{os.getpid()}\n")
         yield tmp
         (tmp / _TMP_MARKER).unlink()
         (tmp / OUTPUT_MARKER).write_text("written by dcsim; `--overwrite` may replace this folder\n")
@@ -199,6 +223,14 @@ def read_table(path: str | Path, what: str = "a table") -> pl.DataFrame:
         raise DcsimInputError(str(path), str(path), f"{what}: an existing {kind} file", "file not found")
     if path.stat().st_size == 0:
         raise DcsimInputError(str(path), "0 bytes", f"{what}: a {kind} file with a header and rows", "empty file")
+    if kind == "CSV":
+        data = path.read_bytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise DcsimInputError(str(path), data[e.start:e.start + 4], f"{what}: UTF-8 text",
+                                  f"not UTF-8 text at byte {e.start} (line {line})") from None
     try:
         if kind == "Parquet":
             table = pl.read_parquet(path)
@@ -260,7 +292,9 @@ def available_memory_bytes() -> float:
 
 def gib(n_bytes: float) -> str:
     """A memory size for a message: GiB, or TiB when it is that large."""
-    return f"{n_bytes / 2**30:,.3g} GiB" if n_bytes < 2**40 else f"{n_bytes / 2**40:,.0f} TiB"
+    if n_bytes < 2**40:
+        return f"{n_bytes / 2**30:,.3g} GiB"
+    return f"{n_bytes / 2**40:,.0f} TiB" if n_bytes < 2**60 else f"{n_bytes / 2**40:.3g} TiB"
 
 
 def json_ready(obj: Any) -> Any:

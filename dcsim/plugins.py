@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dcsim.errors import DcsimInputError
+from dcsim.errors import DcsimInputError, plugin_error
 
 __all__ = ["load_plugin", "resolve_path", "resolve_spec", "spec_of", "load_router", "router_class", "make_router",
            "load_policy", "make_policy", "make_arrival", "PLUGIN_FORM"]
@@ -131,7 +131,7 @@ def _class_of(spec: Any, base: type, table: Mapping[str, Any], where: str, allow
 
 # ------------------------------------------------------------------------------------------- routers
 
-def load_router(spec: str, where: str = "routing.router") -> type:
+def load_router(spec: str, where: str = "workload.routing") -> type:
     """A user's :class:`~dcsim.workload.routing.Router` subclass named ``"module:Class"``; see :func:`load_plugin`."""
     from dcsim.workload.routing import Router
 
@@ -152,7 +152,13 @@ def make_router(spec: Any, where: str = "workload.routing") -> Any:
     """A router: a Router instance as it is, else :func:`router_class` built without arguments."""
     from dcsim.workload.routing import Router
 
-    return spec if isinstance(spec, Router) else router_class(spec, where)()
+    if isinstance(spec, Router):
+        return spec
+    cls = router_class(spec, where)
+    try:
+        return cls()
+    except Exception as exc:  # the plug-in's own __init__ failed
+        raise plugin_error(f"{where} __init__()", cls, exc, "a router that can be built without arguments") from None
 
 
 # ------------------------------------------------------------------------------------------ policies
@@ -173,6 +179,8 @@ def _build_policy(cls: type, spec: Any, params: Mapping[str, Any] | None) -> Any
     except TypeError as exc:
         raise DcsimInputError("control.params", sorted(params or {}), f"the keyword arguments of {spec_of(spec)}",
                               problem=str(exc)) from None
+    except Exception as exc:  # the plug-in's own __init__ failed
+        raise plugin_error("control.policy __init__()", cls, exc, "a policy that can be built") from None
 
 
 def make_policy(policy: Any, trip_time_s: float = 5.0, restart_s: float = 300.0, cap_fraction: float = 0.9,

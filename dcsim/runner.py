@@ -228,6 +228,22 @@ def _print_summary(console: Any, summary: dict[str, Any], out_dir: Path | None) 
 
 # --------------------------------------------------------------------------------------------------- run
 
+def _in_scenario(e: DcsimInputError, scenario: Any, facility: Facility, streams: Any) -> DcsimInputError:
+    """An error the simulation raised (a plug-in's failure, a run too large), naming the scenario file; a run too
+    large also says what made it so: duration, servers and requests per second."""
+    source = scenario.source
+    where = e.where if e.where.startswith(source) else f"{source}: {e.where}"
+    value = e.value
+    if e.where == "simulation":
+        from dcsim.facility.engine import expected_requests
+
+        d = scenario.simulation.duration_s
+        total = expected_requests(streams, d)
+        rate = "" if total is None else f", {total / d:.3g} requests/s in all"
+        value = f"{value} for duration_s = {d:g} s on {len(facility.server_names):,} servers{rate}"
+    return DcsimInputError(where, value, e.allowed, e.problem)
+
+
 def run(scenario: Any, out_dir: str | Path | None = None, progress: bool = True,
         configs: dict[str, CalibratedConfig] | None = None, write: bool = True,
         chunk_servers: int | None = None, overwrite: bool = False, power_model: str | None = None) -> RunResult:
@@ -254,6 +270,15 @@ def run(scenario: Any, out_dir: str | Path | None = None, progress: bool = True,
     levels = [lv for lv in LEVELS if lv in scenario.outputs.levels]
     kwargs: dict[str, Any] = {} if chunk_servers is None else {"chunk_servers": chunk_servers}
     console = Console(stderr=True)
+
+    def simulate(report: Any = None) -> EngineResult:
+        try:
+            return simulate_hall(facility, streams, sim.duration_s, seed=sim.seed, dt_s=sim.step_s, policy=policy,
+                                 interval_s=scenario.control.interval_s, keep_servers="server" in levels,
+                                 progress=report, warm_up_s=sim.warm_up_s, **kwargs)
+        except DcsimInputError as e:
+            raise _in_scenario(e, scenario, facility, streams) from None
+
     if progress:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -264,13 +289,9 @@ def run(scenario: Any, out_dir: str | Path | None = None, progress: bool = True,
             def report(done: float, total: float, phase: str) -> None:
                 bar.update(task, completed=done / total if total else 1.0, description=f"{name}: {phase}")
 
-            result = simulate_hall(facility, streams, sim.duration_s, seed=sim.seed, dt_s=sim.step_s, policy=policy,
-                                   interval_s=scenario.control.interval_s, keep_servers="server" in levels,
-                                   progress=report, warm_up_s=sim.warm_up_s, **kwargs)
+            result = simulate(report)
     else:
-        result = simulate_hall(facility, streams, sim.duration_s, seed=sim.seed, dt_s=sim.step_s, policy=policy,
-                               interval_s=scenario.control.interval_s, keep_servers="server" in levels,
-                               warm_up_s=sim.warm_up_s, **kwargs)
+        result = simulate()
     tree = facility.tree
     resolutions = sorted(float(r) for r in scenario.outputs.resolutions_s)
     frames = _trace_frames(result, tree, levels, resolutions)

@@ -304,7 +304,7 @@ class _OutOfRange(Router):
 @pytest.mark.parametrize("reads", ["nothing", "queues", "power"])
 def test_a_router_that_raises_is_one_input_error_on_every_path(tiny_config, reads):
     fac = hall(tiny_config, rows=1, racks=1, per_rack=2)
-    with pytest.raises(DcsimInputError, match=r"routing.router choose\(\) \(_Raises\).*ZeroDivisionError: oops"):
+    with pytest.raises(DcsimInputError, match=r"workload.routing choose\(\) \(_Raises\).*ZeroDivisionError: oops"):
         simulate(fac, pooled_streams(fac.tree, "rack", Poisson(4.0, TOKENS), _Raises(reads)), 10.0, seed=0)
 
 

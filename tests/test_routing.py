@@ -85,7 +85,7 @@ def test_a_user_router_plugs_in_and_a_wrong_base_is_refused(tmp_path, monkeypatc
     '''))
     monkeypatch.syspath_prepend(str(tmp_path))
     assert picks(load_router("my_router:AlwaysLast")(), view(online=(True, True, True, False)), 3) == [2, 2, 2]
-    with pytest.raises(DcsimInputError, match="routing.router: .*not a subclass of Router"):
+    with pytest.raises(DcsimInputError, match="workload.routing: .*not a subclass of Router"):
         load_router("my_router:NotARouter")
     with pytest.raises(DcsimInputError, match="not a subclass of Router"):
         load_router("dcsim.workload.arrivals:Poisson")

@@ -40,10 +40,10 @@ def quantize_w(power_w: np.ndarray) -> np.ndarray:
 def checked_choice(stream: "Stream", k: Any, view: ServerView) -> int:
     """The router's answer as a server index of the pool, or a DcsimInputError naming the router."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < len(view):
-        raise DcsimInputError(f"routing.router ({type(stream.router).__name__})", k,
+        raise DcsimInputError(f"workload.routing ({type(stream.router).__name__})", k,
                               f"an index 0..{len(view) - 1} into the servers of the pool")
     if not view.online[k]:
-        raise DcsimInputError(f"routing.router ({type(stream.router).__name__})", int(k), "an online server",
+        raise DcsimInputError(f"workload.routing ({type(stream.router).__name__})", int(k), "an online server",
                               problem="chose an offline server")
     return int(k)
 
@@ -56,7 +56,7 @@ def call_router(stream: "Stream", t_s: float, n_in: int, n_out: int, view: Serve
     except NoServerOnline:
         raise
     except Exception as e:
-        raise plugin_error("routing.router choose()", stream.router, e,
+        raise plugin_error("workload.routing choose()", stream.router, e,
                            "a router whose choose() returns the index of an online server") from None
 
 

@@ -362,7 +362,7 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = (), check_configs
     except tomllib.TOMLDecodeError as e:
         raise toml_error(where, path.read_text("utf-8"), e) from None
     if not raw:
-        raise DcsimInputError(where, "empty file", "a scenario with [simulation], [facility] and [workload] sections",
+        raise DcsimInputError(where, "empty file" if not path.stat().st_size else "no keys", "a scenario with [simulation], [facility] and [workload] sections",
                               problem="empty scenario")
     overridden = []
     for text in overrides:

@@ -34,6 +34,9 @@ from dcsim.workload.tokens import TokenSource, token_columns
 __all__ = ["Requests", "ArrivalProcess", "Poisson", "TraceReplay", "thin", "split_shared", "split_uniform"]
 
 
+MAX_TOKENS = 2**31 - 1
+"""The most prompt or output tokens one request may have (far above any model's context; kept exact in int64)."""
+
 # --------------------------------------------------------------------------------------------- schedule
 
 @dataclass(frozen=True, eq=False)
@@ -83,10 +86,11 @@ class Requests:
         lengths = {k: v.size for k, v in arrays.items()}
         if len(set(lengths.values())) != 1:
             raise DcsimInputError(where, lengths, "columns of equal length", problem="columns of unequal length")
-        for key, low, what in (("arrival_s", 0.0, "finite seconds >= 0 from the start"),
-                               ("n_in", 1, "whole numbers of tokens >= 1"), ("n_out", 1, "whole numbers of tokens >= 1")):
+        tokens = f"whole numbers of tokens from 1 to {MAX_TOKENS:,}"
+        for key, low, high, what in (("arrival_s", 0.0, np.inf, "finite seconds >= 0 from the start"),
+                                     ("n_in", 1, MAX_TOKENS, tokens), ("n_out", 1, MAX_TOKENS, tokens)):
             arr = arrays[key]
-            bad = ~np.isfinite(arr) | (arr < low)
+            bad = ~np.isfinite(arr) | (arr < low) | (arr > high)
             if key != "arrival_s":
                 bad |= np.isfinite(arr) & (arr != np.round(arr))
             if bad.any():
