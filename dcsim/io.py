@@ -82,7 +82,7 @@ def check_writable(path: str | Path, what: str, overwrite: bool = False, folder:
         if path.exists() and not overwrite:
             raise DcsimInputError(what, str(path), "a new file, or --overwrite to replace it; nothing was written",
                                   problem="file exists")
-    base = _nearest_existing(path.parent if not path.exists() else path)
+    base = _nearest_existing(path.absolute().parent)  # temporary files and folders are made beside the output
     if not base.is_dir():
         raise DcsimInputError(what, str(path), "a path inside a folder", problem=f"{base} is a file")
     if not os.access(base, os.W_OK | os.X_OK) or not _can_create_in(base):
