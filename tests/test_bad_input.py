@@ -206,6 +206,8 @@ CASES: dict[str, Case] = {
     "NaN": Case(run_edited(lambda t: _set(t, "p_base_w = 1000.0", "p_base_w = nan")),
                 ("hall.toml", "site.p_base_w", "nan")),
     "negative rate by --set": Case(run_set("workload.rate_per_s=-1"), ("--set workload.rate_per_s", "-1")),
+    "--set without '='": Case(run_set("workload.rate_per_s"), ("--set", "'workload.rate_per_s'", "no '='")),
+    "--set unknown key": Case(run_set("workload.rate=3"), ("--set workload.rate", "unknown key", "rate_per_s")),
     "bad TOML": Case(run_edited(lambda t: _set(t, "rows = 1", "rows = = 1")),
                      ("hall.toml, line", "malformed TOML", "rows = = 1")),
     "empty file": Case(run_file(lambda p: p.write_text("")), ("hall.toml", "empty scenario", "empty file")),
