@@ -52,7 +52,7 @@ def calibrate_cmd(
     ar1: Optional[bool] = typer.Option(None, "--ar1/--iid", help="AR(1) power per state (default: AR(1) for a mixture-of-experts model, from the manifest)"),
     seed: int = typer.Option(0, "--seed", min=0, help="a whole number >= 0"),
     epochs: int = typer.Option(300, "--epochs", min=1, help="most classifier epochs (early stopping usually ends sooner)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output that dcsim wrote (never other files)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an --out folder dcsim wrote (never one holding other files)"),
 ) -> None:
     """Fit a configuration (surrogate, GMM states, BiGRU) from your own measured runs."""
     from dcsim.calibrate import calibrate
@@ -139,7 +139,7 @@ def generate_cmd(
     out_text: str = typer.Option(..., "--out", help="output trace (.parquet, or .csv)"),
     power_model: Optional[str] = typer.Option(None, "--power-model", help="structured or bigru (default: "
                                               "structured where the configuration ships one)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output that dcsim wrote (never other files)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the --out file if it exists: the file you named, by name"),
 ) -> None:
     """Generate one server's 250 ms power trace (t_s, active, power_w) and print its summary."""
     from dcsim import metrics
@@ -214,7 +214,7 @@ def run_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar and no summary table"),
     power_model: Optional[str] = typer.Option(None, "--power-model", help="structured or bigru (default: "
                                               "structured where the configuration ships one)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output that dcsim wrote (never other files)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an --out folder dcsim wrote (never one holding other files)"),
 ) -> None:
     """Simulate a facility scenario and write its traces, requests, events, summary and plot."""
     from dcsim.runner import run
@@ -234,7 +234,7 @@ def validate_cmd(
     plot_text: Optional[str] = typer.Option(None, "--plot", help="overlay PNG of measured vs generated power, A_t beneath"),
     power_model: Optional[str] = typer.Option(None, "--power-model", help="structured or bigru (default: "
                                               "structured where the configuration ships one)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output that dcsim wrote (never other files)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the --plot file if it exists: the file you named, by name"),
 ) -> None:
     """Score generated against measured power for a run's own requests (medians over seeds)."""
     from dcsim.measured import load_run

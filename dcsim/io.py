@@ -28,7 +28,9 @@ TABLE_FORMATS = ("parquet", "csv")
 
 
 OUTPUT_MARKER = ".dcsim-output"
-"""The file dcsim writes into every output folder it makes; only a folder holding it may be replaced."""
+"""The file dcsim writes into every output folder it makes, listing the files it wrote there; only a folder
+holding it, and nothing besides what it lists, may be replaced."""
+_MARKER_HEAD = "written by dcsim; `--overwrite` may replace this folder while it holds only these files:\n"
 _TMP_MARKER = ".dcsim-writing"
 
 
@@ -55,7 +57,8 @@ def check_writable(path: str | Path, what: str, overwrite: bool = False, folder:
     """Before any work: ``path`` can be written as ``what`` (the option naming it) without losing a user's file.
 
     A file output must not exist (unless ``overwrite``) and must not be a folder. A folder output must not
-    exist, or be empty, or, with ``overwrite``, be a folder dcsim wrote (:data:`OUTPUT_MARKER`, or ``owned``).
+    exist, or be empty, or, with ``overwrite``, be a folder dcsim wrote (:data:`OUTPUT_MARKER`, or ``owned``) and
+    hold nothing the marker does not list (a file a user put there is never deleted).
     The nearest existing parent must be a folder this process can write: tried, with a hidden probe folder made
     and removed at once (``os.access`` says yes to root everywhere, also on read-only mounts and ``/proc``).
     A folder output may not be the working folder or one above it. Nothing else is created here."""
@@ -76,6 +79,13 @@ def check_writable(path: str | Path, what: str, overwrite: bool = False, folder:
             if not ((path / OUTPUT_MARKER).is_file() or (owned is not None and owned(path))):
                 raise DcsimInputError(what, str(path), allowed_dir + "; nothing was written",
                                       problem="not a folder dcsim wrote, so it is not replaced")
+            extra = _not_written_by_dcsim(path)
+            if extra:
+                raise DcsimInputError(what, str(path), "a folder holding only what dcsim wrote there (move your "
+                                      "files out first); nothing was written",
+                                      problem=f"it also holds {', '.join(map(repr, extra[:3]))}"
+                                              f"{f' and {len(extra) - 3} more' if len(extra) > 3 else ''}, "
+                                              "which dcsim did not write, so it is not replaced")
     else:
         if path.is_dir():
             raise DcsimInputError(what, str(path), "a file path", problem="a folder is in the way")
@@ -88,6 +98,18 @@ def check_writable(path: str | Path, what: str, overwrite: bool = False, folder:
     if not os.access(base, os.W_OK | os.X_OK) or not _can_create_in(base):
         raise DcsimInputError(what, str(path), "a path in a folder you can write", problem=f"{base} is not writable")
     return path
+
+
+def _not_written_by_dcsim(folder: Path) -> list[str]:
+    """The entries of ``folder`` its :data:`OUTPUT_MARKER` does not list (none when the marker lists nothing: a
+    folder written before markers listed their files)."""
+    try:
+        listed = (folder / OUTPUT_MARKER).read_text().splitlines()[1:]
+    except (OSError, UnicodeDecodeError):
+        return []
+    if not listed:
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name not in listed and p.name != OUTPUT_MARKER)
 
 
 def _can_create_in(folder: Path) -> bool:
@@ -158,7 +180,7 @@ def atomic_dir(out_dir: str | Path, overwrite: bool = False, what: str = "--out"
     ``out_dir`` may be new or an empty folder; an existing folder with files is replaced only with ``overwrite``
     and only when dcsim wrote it (:func:`check_writable`), and only once the block finished without an
     exception. On an exception the temporary folder is removed, the old ``out_dir`` stays as it was, and the
-    exception propagates. The folder gets :data:`OUTPUT_MARKER`. A run killed while writing leaves its
+    exception propagates. The folder gets :data:`OUTPUT_MARKER`, listing what it holds. A run killed while writing leaves its
     ``OUT.tmp-*`` folder behind; the next write to the same ``out_dir`` removes it.
     """
     out_dir = Path(out_dir)
@@ -174,7 +196,8 @@ def atomic_dir(out_dir: str | Path, overwrite: bool = False, what: str = "--out"
         (tmp / _TMP_MARKER).write_text(f"{os.getpid()}\n")
         yield tmp
         (tmp / _TMP_MARKER).unlink()
-        (tmp / OUTPUT_MARKER).write_text("written by dcsim; `--overwrite` may replace this folder\n")
+        written = sorted(p.name for p in tmp.iterdir())
+        (tmp / OUTPUT_MARKER).write_text(_MARKER_HEAD + "".join(f"{name}\n" for name in written))
         _honour_umask(tmp, folder=True)
         for f in tmp.iterdir():
             if f.is_file():
