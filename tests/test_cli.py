@@ -2,24 +2,12 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import polars as pl
 import pytest
 
-from dcsim import cli
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["dcsim", *args])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from cli_helpers import dcsim as run_cli  # the one in-process CLI runner
 
 
 def test_generate_writes_a_250ms_trace_and_prints_a_summary(monkeypatch, capsys, tmp_path):
