@@ -51,9 +51,8 @@ from dcsim.power.states import StateDictionary  # noqa: E402
 from dcsim.power.structured import StructuredPowerModel, fully_busy, work_terms  # noqa: E402
 from dcsim.power.chain import power_from_active, replay_occupancy  # noqa: E402
 from dcsim.serving.features import feature_matrix  # noqa: E402
-from dcsim.serving.kernel import serve_fifo, serve_requests  # noqa: E402
-from dcsim.serving.latency import tbt_from_token_counter  # noqa: E402
-from dcsim.serving.work import WorkGrid, simulated_work, work_from_served  # noqa: E402
+from dcsim.serving.kernel import serve_requests  # noqa: E402
+from dcsim.serving.work import WorkGrid, logged_work, simulated_work, work_from_served  # noqa: E402
 from dcsim.studies.validate import score, validate  # noqa: E402
 from dcsim.workload.arrivals import Poisson  # noqa: E402
 
@@ -140,12 +139,8 @@ def surrogate_work(run: MeasuredRun, config: CalibratedConfig, rng: np.random.Ge
 
 
 def measured_work(run: MeasuredRun, config: CalibratedConfig) -> WorkGrid:
-    """The request log's own schedule: FIFO-64 start, measured TTFT, the run's effective TBT (token counter)."""
-    q, e = run.requests, run.engine
-    ttft = np.where(np.isfinite(q.ttft_s), q.ttft_s, np.nanmedian(q.ttft_s))
-    tbt_s = tbt_from_token_counter(q.arrival_s, ttft, q.n_out, e.t_s, e.generation_tokens_total)
-    served = serve_fifo(q.arrival_s - run.t0_s, ttft, q.n_out * tbt_s, slots=config.slots)
-    return work_from_served(served, q.n_in, q.n_out, 0.0, len(run.power_w), run.dt_s)
+    """The request log's own schedule (``dcsim.serving.work.logged_work``)."""
+    return logged_work(run, config.slots)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import datetime as _dt
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -147,6 +147,26 @@ def fit_surrogate(splits: Sequence[RunSplit]) -> LatencySurrogate:
     return LatencySurrogate().fit(n_in_a, ttft_a, tbt_a)
 
 
+def fit_structured(splits: Sequence[RunSplit]) -> tuple[Any, list[str]]:
+    """The structured power model on every run that trains or validates, whole (the model has no early
+    stopping to hold blocks out for), on each run's logged schedule against power read at the meter's own time
+    (it fits the lag itself); each run weighs the same. Returns the model and the runs it was fitted on."""
+    from dcsim.power.structured import StructuredPowerModel
+    from dcsim.serving.work import logged_work
+
+    works, power, weights, names = [], [], [], []
+    for s in splits:
+        if not (s.train.any() or s.val.any()):
+            continue  # a whole test run: never fitted on
+        raw = load_run(s.run.path, compensate_lag=False)
+        valid = np.isfinite(raw.power_w)
+        works.append(logged_work(raw, SLOTS_PER_SERVER))
+        power.append(raw.power_w)
+        weights.append(1.0 / max(int(valid.sum()), 1))
+        names.append(s.run.name)
+    return StructuredPowerModel().fit(works, power, sample_weight=weights), names
+
+
 def _pieces(features: np.ndarray, labels: np.ndarray, mask: np.ndarray, min_len: int = 8):
     return [(features[a:b], labels[a:b]) for a, b in segments_of(mask) if b - a >= min_len]
 
@@ -237,7 +257,12 @@ def calibrate(name: str, run_dirs: Sequence[str | Path], roles: Sequence[str] | 
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "created_with": {"python": platform.python_version(), "dcsim": _version()},
     }
-    config = CalibratedConfig(name, states, classifier, surrogate, TokenQuantiles.from_requests(n_in, n_out), meta)
+    structured, fitted_on = fit_structured(splits)
+    say(f"  structured power model: idle {structured.idle_w_:.0f} W, meter lag {structured.lag_s_:.2f} s, "
+        f"window {structured.window_s_:.2f} s, fitted on {len(fitted_on)} run(s)")
+    meta["power_model_runs"] = fitted_on
+    config = CalibratedConfig(name, states, classifier, surrogate, TokenQuantiles.from_requests(n_in, n_out), meta,
+                              structured=structured, power_model="structured")
     if out_dir is not None:
         save_config(config, out_dir, overwrite=overwrite)
     return config

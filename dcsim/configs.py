@@ -105,9 +105,13 @@ def save_config(config: CalibratedConfig, out_dir: str | Path, overwrite: bool =
         (tmp / "surrogate.json").write_text(json.dumps(config.surrogate.to_dict(), indent=1))
         (tmp / "tokens.json").write_text(json.dumps(config.tokens.to_dict(), indent=1))
         config.classifier.save(tmp / "classifier.pt")
+        files = list(ARTIFACT_FILES)
+        if config.structured is not None:
+            config.structured.save(tmp)
+            files.append("power_model.json")
         meta = dict(config.meta)
         meta["name"] = config.name
-        meta["checksums_sha256"] = {f: _sha256(tmp / f) for f in ARTIFACT_FILES}
+        meta["checksums_sha256"] = {f: _sha256(tmp / f) for f in files}
         (tmp / "meta.json").write_text(json.dumps(json_ready(meta), indent=1))
     config.path = out_dir
     config.meta = meta
@@ -247,7 +251,11 @@ def load_config(name_or_path: str | Path, verify: bool = True, power_model: str 
                       lambda d: _tokens_from_dict(folder / "tokens.json", d))
     classifier = _load_classifier(folder / "classifier.pt")
     structured = None
-    if (folder / "power_model.json").is_file():
+    pm = folder / "power_model.json"
+    if verify and pm.is_file() and meta.get("checksums_sha256", {}).get(pm.name) not in (None, _sha256(pm)):
+        raise DcsimInputError(str(pm), "checksum mismatch", "the file as written by dcsim calibrate",
+                              problem="artifact changed after calibration")
+    if pm.is_file():
         from dcsim.power.model import PowerModel
         import dcsim.power.structured  # noqa: F401  (registers its kind)
 

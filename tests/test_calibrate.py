@@ -46,12 +46,16 @@ def test_time_blocks_hold_load_not_just_the_idle_tail(tmp_path):
 
 def test_artifact_folder_has_every_file_and_its_provenance(calibrated):
     dirs, out, config = calibrated
-    for f in ("meta.json", "states.json", "surrogate.json", "tokens.json", "classifier.pt"):
+    for f in ("meta.json", "states.json", "surrogate.json", "tokens.json", "classifier.pt", "power_model.json"):
         assert (out / f).is_file()
     meta = json.loads((out / "meta.json").read_text())
     assert meta["k"] == config.states.k_ and meta["bic_curve"]
     assert {r["role"] for r in meta["runs"]} == {"train", "val", "test"}
-    assert set(meta["checksums_sha256"]) == {"states.json", "surrogate.json", "tokens.json", "classifier.pt"}
+    assert set(meta["checksums_sha256"]) == {"states.json", "surrogate.json", "tokens.json", "classifier.pt",
+                                             "power_model.json"}
+    test_runs = {r["name"] for r in meta["runs"] if r["role"] == "test"}
+    assert meta["power_model_runs"] and not test_runs & set(meta["power_model_runs"])  # the test run is held out
+    assert load_config(out).power_model == "structured"
     assert meta["split"]["n_train_samples"] > 0
 
 

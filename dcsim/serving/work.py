@@ -294,3 +294,17 @@ def simulated_work(arrival_s: Any, n_in: Any, n_out: Any, surrogate: LatencySurr
     the grid from ``t0_s``)."""
     served = serve_requests(np.asarray(arrival_s, dtype=float) - t0_s, n_in, n_out, surrogate, rng, slots=slots)
     return replace(work_from_served(served, n_in, n_out, 0.0, n_steps, dt_s), t0_s=float(t0_s))
+
+
+def logged_work(run: Any, slots: int = SLOTS_PER_SERVER) -> WorkGrid:
+    """A measured run's own schedule as work on its grid: the request log's arrivals through the FIFO queue with
+    its measured TTFTs (unknown ones: the median) and the run's effective TBT from its token counter. What the
+    structured power model is fitted on (it measured better on held-out workloads than surrogate draws)."""
+    from dcsim.serving.kernel import serve_fifo
+    from dcsim.serving.latency import tbt_from_token_counter
+
+    q, e = run.requests, run.engine
+    ttft = np.where(np.isfinite(q.ttft_s), q.ttft_s, np.nanmedian(q.ttft_s))
+    tbt_s = tbt_from_token_counter(q.arrival_s, ttft, q.n_out, e.t_s, e.generation_tokens_total)
+    served = serve_fifo(q.arrival_s - run.t0_s, ttft, q.n_out * tbt_s, slots=slots)
+    return work_from_served(served, q.n_in, q.n_out, 0.0, len(run.power_w), run.dt_s)
