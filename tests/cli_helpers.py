@@ -53,3 +53,12 @@ def everything_under(folder: Path) -> dict[str, bytes | None]:
             p = os.path.join(root, f)
             out[os.path.relpath(p, folder)] = Path(p).read_bytes()
     return out
+
+
+def one_line(exc: Exception, internals: tuple[str, ...], limit: int = 1200) -> str:
+    """The error's message, asserted to be one line under ``limit`` characters naming none of ``internals``."""
+    msg = str(exc)
+    assert "\n" not in msg and len(msg) < limit, msg
+    for internal in internals:
+        assert internal not in msg, msg
+    return msg

@@ -24,6 +24,7 @@ from dcsim.errors import DcsimInputError
 from dcsim.measured import MeasuredRun, check_distinct_runs, load_run
 from dcsim.configs import load_config, shipped_dir
 from synthetic_runs import write_synthetic_run
+from cli_helpers import one_line
 
 DURATION_S = 40.0
 INTERNALS = ("Requests.", "arrival_s", "states:", "latency.", "features", "shape (", "Traceback")
@@ -34,11 +35,7 @@ def _run(root: Path, n_gpus: int = 1) -> Path:
 
 
 def _one_line(exc: DcsimInputError) -> str:
-    msg = str(exc)
-    assert "\n" not in msg and len(msg) < 500, msg
-    for internal in INTERNALS:
-        assert internal not in msg, msg
-    return msg
+    return one_line(exc, INTERNALS, limit=500)
 
 
 # ---------------------------------------------------------------------------------- file editors

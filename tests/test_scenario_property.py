@@ -16,11 +16,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import pytest
+
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from cli_helpers import DEFAULT, REPO, dcsim, everything_under
+from cli_helpers import DEFAULT, REPO, dcsim, everything_under, one_line
 from dcsim.errors import DcsimInputError
 from dcsim.scenario import Scenario
 
@@ -94,11 +94,7 @@ def scenarios(draw, bases: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _check_one_line(e: DcsimInputError) -> str:
-    msg = str(e)
-    assert "\n" not in msg and len(msg) < 1200, msg
-    for internal in INTERNALS:
-        assert internal not in msg, msg
-    return msg
+    return one_line(e, INTERNALS)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -35,6 +35,8 @@ rate whatever the stream: the production service's rate × ``rate_scale``, share
 """
 from __future__ import annotations
 
+import math
+
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -382,6 +384,8 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = (), check_configs
 # --------------------------------------------------------------------------------------------- helpers
 
 def _is_multiple(x: float, step: float) -> bool:
+    if not (isinstance(x, (int, float)) and math.isfinite(x / step)):
+        return False
     k = round(x / step)
     return k >= 1 and abs(x - k * step) <= 1e-9 * max(1.0, x)
 
