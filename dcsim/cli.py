@@ -108,11 +108,11 @@ GENERATE_BYTES_PER_STEP = 256  # one server's A_t, features, states, power and t
 def _check_fits(duration_s: float, n_requests: float, where: str, value: str) -> None:
     """Refuse, before anything is drawn, a trace whose memory would exceed what this machine has available."""
     from dcsim.facility.engine import BYTES_PER_REQUEST
-    from dcsim.io import available_memory_bytes, gib
+    from dcsim.io import exceeds_memory, gib
 
     need = duration_s / STEP_S * GENERATE_BYTES_PER_STEP + n_requests * BYTES_PER_REQUEST
-    have = available_memory_bytes()
-    if need > 0.8 * have:
+    have = exceeds_memory(need)
+    if have is not None:
         raise DcsimInputError(where, value, f"a trace that fits in the {gib(have)} this machine has available now "
                               "(a shorter --duration-s or a lower --rate)",
                               problem=f"too large to generate here (about {gib(need)} of memory)")

@@ -148,6 +148,13 @@ def resolve_config_dir(name_or_path: str | Path) -> Path:
                           problem="unknown configuration")
 
 
+def _check_checksum(path: Path, meta: dict) -> None:
+    """Refuse an artifact file whose SHA-256 differs from the one its meta.json recorded (none recorded: accepted)."""
+    if meta.get("checksums_sha256", {}).get(path.name) not in (None, _sha256(path)):
+        raise DcsimInputError(str(path), "checksum mismatch", "the file as written by dcsim calibrate",
+                              problem="artifact changed after calibration")
+
+
 def _read_artifact_json(path: Path, what: str) -> dict:
     """The JSON object in an artifact file; one DcsimInputError naming the file if it is missing or unreadable."""
     if path.is_dir():
@@ -242,9 +249,8 @@ def load_config(name_or_path: str | Path, verify: bool = True, power_model: str 
         if not (folder / f).is_file():
             raise DcsimInputError(str(folder / f), "missing", "the files " + ", ".join(ARTIFACT_FILES),
                                   problem="artifact file missing")
-        if verify and meta.get("checksums_sha256", {}).get(f) not in (None, _sha256(folder / f)):
-            raise DcsimInputError(str(folder / f), "checksum mismatch", "the file as written by dcsim calibrate",
-                                  problem="artifact changed after calibration")
+        if verify:
+            _check_checksum(folder / f, meta)
     states = _rebuild(folder / "states.json", "a state dictionary (means_w, sigmas_w, ...)", StateDictionary.from_dict)
     surrogate = _rebuild(folder / "surrogate.json", "a latency surrogate", LatencySurrogate.from_dict)
     tokens = _rebuild(folder / "tokens.json", "token quantiles (n_in_quantiles, n_out_quantiles)",
@@ -252,9 +258,8 @@ def load_config(name_or_path: str | Path, verify: bool = True, power_model: str 
     classifier = _load_classifier(folder / "classifier.pt")
     structured = None
     pm = folder / "power_model.json"
-    if verify and pm.is_file() and meta.get("checksums_sha256", {}).get(pm.name) not in (None, _sha256(pm)):
-        raise DcsimInputError(str(pm), "checksum mismatch", "the file as written by dcsim calibrate",
-                              problem="artifact changed after calibration")
+    if pm.is_file() and verify:
+        _check_checksum(pm, meta)
     if pm.is_file():
         from dcsim.power.model import PowerModel
         import dcsim.power.structured  # noqa: F401  (registers its kind)

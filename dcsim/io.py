@@ -313,6 +313,14 @@ def available_memory_bytes() -> float:
     return float("inf")
 
 
+def exceeds_memory(need_bytes: float, share: float = 0.8) -> float | None:
+    """The memory available now (bytes) when ``need_bytes`` is more than ``share`` of it, so the work must be
+    refused before anything is allocated; None when it fits. The one memory rule of the run, generate and layout
+    checks."""
+    have = available_memory_bytes()
+    return have if need_bytes > share * have else None
+
+
 def gib(n_bytes: float) -> str:
     """A memory size for a message: GiB, or TiB when it is that large."""
     if n_bytes < 2**40:

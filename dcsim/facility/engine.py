@@ -55,7 +55,7 @@ from dcsim import seeds
 from dcsim.configs import CalibratedConfig
 from dcsim.constants import STEP_S
 from dcsim.errors import DcsimInputError, check_number, plugin_error
-from dcsim.io import available_memory_bytes, gib
+from dcsim.io import exceeds_memory, gib
 from dcsim.facility.control import CapPolicy
 from dcsim.facility.hall import Hall, call_router, checked_choice, quantize_w
 from dcsim.facility.tree import aggregate_chunk, finish_sums, new_sums, nodes_at, server_indices_under, servers
@@ -473,8 +473,8 @@ def check_fits(facility: Facility, streams: Sequence[Stream], n_steps: int, chun
                keep_servers: bool) -> float:
     """Refuse, before allocating, a run whose estimated memory exceeds what the machine has available."""
     need = estimate_memory_bytes(facility, streams, n_steps, chunk_servers, keep_servers)
-    have = available_memory_bytes()
-    if need > 0.8 * have:
+    have = exceeds_memory(need)
+    if have is not None:
         raise DcsimInputError("simulation", f"about {gib(need)} of memory",
                               f"a run that fits in the {gib(have)} this machine has available now "
                               "(shorten simulation.duration_s, lower the rate or the number of servers, or drop the "

@@ -104,7 +104,7 @@ class FacilityLayout(Strict):
 
     def _fits(self) -> None:
         """Refuse, before the layout is built, a hall whose server table alone cannot fit in memory."""
-        from dcsim.io import available_memory_bytes, gib
+        from dcsim.io import exceeds_memory, gib
 
         dims = [self.rows, self.racks_per_row, self.servers_per_rack]
         if self.servers is None and all(isinstance(d, int) for d in dims):
@@ -113,8 +113,9 @@ class FacilityLayout(Strict):
             n = sum(s.count for s in self.servers)
         else:
             return
-        need, have = n * BYTES_PER_SERVER, available_memory_bytes()
-        if need > 0.5 * have:
+        need = n * BYTES_PER_SERVER
+        have = exceeds_memory(need, share=0.5)
+        if have is not None:
             raise DcsimInputError("facility", f"{n:,} servers (about {gib(need)} for the hall's layout alone)",
                                   f"a hall that fits in the {gib(have)} this machine has available now",
                                   problem="too large to build here")
