@@ -19,7 +19,7 @@ from dcsim.facility.control import ACTION_EVENTS, Action, CapPolicy
 from dcsim.facility.tree import aggregate_chunk, finish_sums, new_sums, server_indices_under
 from dcsim.power.chain import Schedule, context_steps, power_from_probs, power_of_schedules
 from dcsim.serving.features import feature_matrix
-from dcsim.serving.queue import FifoServer, RequestLog
+from dcsim.serving.queue import FifoServer, RequestLog, ServerCounts
 from dcsim.workload.arrivals import Requests
 from dcsim.workload.routing import NoServerOnline, ServerView
 
@@ -129,7 +129,9 @@ class Hall:
         self.server = np.full(n_total, -1, dtype=np.int64)
         self.server[:self.n_fixed] = self.fixed[1]
         on_change = self._accrue_before_change if live else None
-        self.servers = [FifoServer(self.env, c.slots, self.log, on_change) for c in self.cfgs]
+        self.counts = ServerCounts(self.n)
+        self.servers = [FifoServer(self.env, c.slots, self.log, on_change, self.counts, i)
+                        for i, c in enumerate(self.cfgs)]
         self.index = {id(s): i for i, s in enumerate(self.servers)}
 
         if live:
@@ -197,10 +199,9 @@ class Hall:
             env.process(self.servers[int(srv[rid])].handle(int(rid), float(ttft[rid]), float(decode[rid])))
 
     def _view(self, pool: np.ndarray) -> ServerView:
-        srv = [self.servers[i] for i in pool]
-        return ServerView(np.array([s.active for s in srv], dtype=np.int64),
-                          np.array([s.queued for s in srv], dtype=np.int64),
-                          self.power_w[pool].copy(), np.array([s.online for s in srv], dtype=bool))
+        c = self.counts
+        return ServerView(c.active[pool].copy(), c.queued[pool].copy(), self.power_w[pool].copy(),
+                          c.online[pool].copy())
 
     def _feed_routed(self, reqs: Requests, stream: "Stream", rng: np.random.Generator, offset: int):
         env = self.env
@@ -253,8 +254,7 @@ class Hall:
         a = (self.t_last - self.t0) / self.dt
         k = np.arange(n)
         overlap = np.clip(np.minimum(k + 1, n)[None, :] - np.maximum(k[None, :], a[:, None]), 0.0, 1.0)
-        active = np.array([s.active for s in self.servers], dtype=np.int64)
-        grid = self.grid[:, :n] + active[:, None] * overlap
+        grid = self.grid[:, :n] + self.counts.active[:, None] * overlap
         self.t_last[:] = t1
         self.t0 = t1
         self.grid[:] = 0.0
@@ -303,7 +303,7 @@ class Hall:
             self.traces.update({name: self.server_it[i] for i, name in enumerate(self.names)})
 
     def _online(self) -> np.ndarray:
-        return np.array([s.online for s in self.servers], dtype=bool)
+        return self.counts.online.copy()
 
     def _interval_power(self, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """IT power (S, n) after policy effects, and the uncapped GPU power (S, n)."""

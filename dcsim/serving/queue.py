@@ -98,32 +98,68 @@ class RequestLog:
         self.lost = lost
 
 
+class ServerCounts:
+    """The live state of many servers as arrays (one entry per server): requests in a slot, requests waiting,
+    online. Servers of one facility share one, so a router's view of a pool is an array slice."""
+
+    def __init__(self, n: int) -> None:
+        self.active = np.zeros(n, dtype=np.int64)
+        self.queued = np.zeros(n, dtype=np.int64)
+        self.online = np.ones(n, dtype=bool)
+
+
 class FifoServer:
     """One server: ``slots`` continuous-batching slots (a simpy.Resource) behind a FIFO queue.
 
     Start ``env.process(server.serve(arrival_s, ttft_s, decode_s))`` once per request, at or before its
     arrival, or ``env.process(server.handle(request_id, ttft_s, decode_s))`` when it arrives now; requests
     arriving at the same instant queue in the order their processes started. ``active`` counts requests
-    in a slot, ``queued`` those waiting. ``on_change(server)`` (optional) is called just before ``active``
+    in a slot, ``queued`` those waiting (kept in ``counts[index]``, which many servers may share). ``on_change(server)`` (optional) is called just before ``active``
     changes, so a caller can integrate the occupancy over time. :meth:`set_speed` and :meth:`trip` are
     what a facility's control does to the server.
     """
 
     def __init__(self, env: simpy.Environment, slots: int = SLOTS_PER_SERVER, log: RequestLog | None = None,
-                 on_change: Callable[["FifoServer"], None] | None = None) -> None:
+                 on_change: Callable[["FifoServer"], None] | None = None, counts: "ServerCounts | None" = None,
+                 index: int = 0) -> None:
         self.env = env
         self.slots = check_slots(slots)
         self.batch = simpy.Resource(env, capacity=self.slots)
         self.log = log if log is not None else RequestLog()
         self.on_change = on_change
-        self.active = 0
-        self.queued = 0
-        self.online = True
+        self.counts = counts if counts is not None else ServerCounts(1)
+        self.index = index
         self.speed = 1.0
         self._in_hand: set = set()
         self._decoding: set = set()
         self._ids: list[int] = []
         self._next_id = 0
+
+    @property
+    def active(self) -> int:
+        """Requests in a slot now (counted when the request resumes in its slot)."""
+        return int(self.counts.active[self.index])
+
+    @active.setter
+    def active(self, value: int) -> None:
+        self.counts.active[self.index] = value
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a slot now."""
+        return int(self.counts.queued[self.index])
+
+    @queued.setter
+    def queued(self, value: int) -> None:
+        self.counts.queued[self.index] = value
+
+    @property
+    def online(self) -> bool:
+        return bool(self.counts.online[self.index])
+
+    @online.setter
+    def online(self, value: bool) -> None:
+        self.counts.online[self.index] = value
 
     def serve(self, arrival_s: float, ttft_s: float, decode_s: float,
               request_id: int | None = None) -> Generator[simpy.Event, Any, None]:
